@@ -1,0 +1,30 @@
+"""CDKTF app: one safe-release stack per environment in environments.toml."""
+
+import sys
+
+from modules import use_project_node
+from release.config import ConfigError, load_config
+
+
+def main() -> None:
+    try:
+        config = load_config()
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
+
+    # Imported after the config is known to be valid: loading cdktf and the AWS provider takes
+    # seconds, and a typo in environments.toml should fail at once.
+    use_project_node()
+    from cdktf import App
+
+    from modules.stack import SafeReleaseStack
+    from modules.traffic_policy import APP_CONTEXT
+
+    app = App(context=APP_CONTEXT)
+    for environment in config.environments.values():
+        SafeReleaseStack(app, environment.name, environment)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The traffic policy: the provider-free Terraform module in `traffic_policy/` that decides the
+alias routing from the phase variables (its routing table is in `traffic_policy/main.tf`)."""
+
+from dataclasses import dataclass
+
+from cdktf import TerraformHclModule, Token
+from constructs import Construct
+
+# Relative to the project root (where `cdktf synth` and `python main.py` run). cdktf copies the
+# module into the stack's assets and writes a relative source, so a synthesized stack directory
+# works on its own, e.g. committed for Terraform Cloud.
+TRAFFIC_POLICY_SOURCE = "./modules/traffic_policy"
+# App context that lets cdktf resolve the relative module source above.
+APP_CONTEXT = {"cdktfRelativeModules": [TRAFFIC_POLICY_SOURCE]}
+
+
+@dataclass(frozen=True)
+class TrafficPolicyConfig:
+    candidate_version: str  # token: the version the function resource just published
+    stable_version: str     # token: var.stable_version
+    canary_weight: float    # token: var.canary_weight
+
+
+class TrafficPolicy(Construct):
+    def __init__(self, scope: Construct, id: str, config: TrafficPolicyConfig) -> None:
+        super().__init__(scope, id)
+        self.module = TerraformHclModule(
+            self, "module",
+            source=TRAFFIC_POLICY_SOURCE,
+            variables={
+                "candidate_version": config.candidate_version,
+                "stable_version": config.stable_version,
+                "canary_weight": config.canary_weight,
+            },
+        )
+        # A readable name in plans and state (`module.traffic_policy`).
+        self.module.override_logical_id("traffic_policy")
+
+    @property
+    def primary_version(self) -> str:
+        return self.module.get_string("primary_version")
+
+    @property
+    def additional_version_weights(self):
+        return Token.as_number_map(self.module.interpolation_for_output("additional_version_weights"))
+
+    @property
+    def phase(self) -> str:
+        return self.module.get_string("phase")

@@ -1,0 +1,354 @@
+"""The typed environment configuration (`environments.toml`), validated when it is loaded.
+
+Every environment (`dev`, `staging`, `prod`, or any a user adds) is one `[environments.<name>]`
+table; `[defaults]` is merged under each of them. Each settings class checks its own fields in
+`__post_init__`; the loader adds the environment name and the key path, so a mistake reads as
+`environments.toml: prod.alarms.p99_duration_ms = -5: must be a number > 0`.
+
+This module imports no cdktf: the stack (`modules/`) and the release tasks (`release/`) share it.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "environments.toml"
+# Tests and other checkouts point the app and the tasks at another file with this variable.
+CONFIG_PATH_VARIABLE = "SAFE_RELEASE_CONFIG"
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names where, what and the fix."""
+
+
+def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} = {value!r}: {allowed}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(name: str, value: Any) -> None:
+    _require(_is_number(value) and value > 0, name, value, "must be a number > 0")
+
+
+def _int_range(name: str, value: Any, low: int, high: int) -> None:
+    _require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+             name, value, f"must be a whole number from {low} to {high}")
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """The Lambda function: code folder under `functions/`, runtime and sizing."""
+
+    source: str = "demo"
+    handler: str = "handler.lambda_handler"
+    runtime: str = "python3.13"
+    memory_mb: int = 256
+    timeout_seconds: int = 10
+    # None leaves the function on the account's unreserved pool.
+    reserved_concurrency: int | None = None
+    tracing: bool = True
+    log_retention_days: int = 14
+    environment: Mapping[str, str] = field(default_factory=dict)
+    # Share of requests the demo function fails on purpose, for rollback drills.
+    fault_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(bool(re.fullmatch(r"[A-Za-z0-9_-]+", self.source))
+                 and (PROJECT_ROOT / "functions" / self.source).is_dir(),
+                 "source", self.source, "must name a folder under functions/")
+        _require(bool(re.fullmatch(r"[A-Za-z0-9_.]+\.[A-Za-z0-9_]+", self.handler)),
+                 "handler", self.handler, "must look like module.function")
+        _require(self.runtime in PYTHON_RUNTIMES, "runtime", self.runtime,
+                 f"must be one of {', '.join(PYTHON_RUNTIMES)}")
+        _int_range("memory_mb", self.memory_mb, 128, 10240)
+        _int_range("timeout_seconds", self.timeout_seconds, 1, 900)
+        if self.reserved_concurrency is not None:
+            _int_range("reserved_concurrency", self.reserved_concurrency, 0, 100000)
+        _require(self.log_retention_days in LOG_RETENTION_DAYS, "log_retention_days",
+                 self.log_retention_days, "must be a CloudWatch Logs retention: "
+                 + ", ".join(map(str, LOG_RETENTION_DAYS)))
+        for key in self.environment:
+            _require(bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key)) and not key.startswith("AWS_"),
+                     "environment", key, "variable names are letters, digits and _, not AWS_*")
+        _require(_is_number(self.fault_rate) and 0 <= self.fault_rate <= 1, "fault_rate",
+                 self.fault_rate, "must be a number from 0 to 1")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The API Gateway REST front door: one `GET /<path>` on one stage."""
+
+    path: str = "demo"
+    stage_name: str = "prod"
+    throttling_rate_limit: float = 100.0
+    throttling_burst_limit: int = 50
+    # API Gateway writes access logs only after the account (per region) has a CloudWatch role.
+    # Turn this on in exactly one environment per account and region, or set the role up once
+    # outside this project.
+    manage_account_logging_role: bool = False
+
+    def __post_init__(self) -> None:
+        _require(bool(re.fullmatch(r"[A-Za-z0-9._~-]+", self.path)), "path", self.path,
+                 "must be one non-empty path segment of letters, digits and . _ ~ -")
+        _require(bool(re.fullmatch(r"[A-Za-z0-9_]{1,128}", self.stage_name)), "stage_name",
+                 self.stage_name, "must be 1-128 letters, digits or _")
+        _positive("throttling_rate_limit", self.throttling_rate_limit)
+        _int_range("throttling_burst_limit", self.throttling_burst_limit, 1, 5000)
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """CloudWatch alarm thresholds; every alarm uses 60 s periods."""
+
+    error_rate_percent: float = 1.0
+    canary_error_rate_percent: float = 1.0
+    p99_duration_ms: float = 1000.0
+    throttles: float = 1.0
+    api_5xx_rate_percent: float = 1.0
+    evaluation_periods: int = 3
+    datapoints_to_alarm: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate_percent", "canary_error_rate_percent", "p99_duration_ms",
+                     "throttles", "api_5xx_rate_percent"):
+            _positive(name, getattr(self, name))
+        for name in ("error_rate_percent", "canary_error_rate_percent", "api_5xx_rate_percent"):
+            _require(getattr(self, name) <= 100, name, getattr(self, name),
+                     "must be a percentage from 0 (exclusive) to 100")
+        _int_range("evaluation_periods", self.evaluation_periods, 1, 60)
+        _int_range("datapoints_to_alarm", self.datapoints_to_alarm, 1, self.evaluation_periods)
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """The environment's `invoke rollout` preset: traffic steps and bake time between them."""
+
+    steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
+    bake_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        validate_steps(self.steps, "steps")
+        _int_range("bake_seconds", self.bake_seconds, 0, 86400)
+
+
+def validate_steps(steps: tuple[float, ...], name: str = "steps") -> None:
+    """Rollout steps are finite weights, strictly ascending, in (0, 1], ending at 1."""
+    _require(len(steps) > 0, name, list(steps), "needs at least one step, e.g. [0.1, 1.0]")
+    for step in steps:
+        _require(_is_number(step) and 0 < step <= 1, name, list(steps),
+                 f"step {step!r} must be a number in (0, 1]")
+    _require(all(a < b for a, b in zip(steps, steps[1:])), name, list(steps),
+             "steps must be strictly ascending")
+    _require(steps[-1] == 1, name, list(steps), "the last step must be 1 (all traffic)")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Where Terraform keeps this environment's state.
+
+    `local` (default): a file under `terraform-state/<env>/` in the project, outside the build
+    output. `s3`: a bucket with S3-native locking (`use_lockfile`). `cloud`: a Terraform Cloud or
+    Enterprise workspace.
+    """
+
+    type: Literal["local", "s3", "cloud"] = "local"
+    bucket: str = ""
+    key: str = ""
+    region: str = ""
+    organization: str = ""
+    workspace: str = ""
+    hostname: str = "app.terraform.io"
+
+    def __post_init__(self) -> None:
+        _require(self.type in ("local", "s3", "cloud"), "type", self.type,
+                 "must be one of local, s3, cloud")
+        if self.type == "s3":
+            _require(bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket)),
+                     "bucket", self.bucket, "an s3 backend needs a valid bucket name")
+        if self.type == "cloud":
+            _require(bool(self.organization), "organization", self.organization,
+                     "a cloud backend needs the Terraform Cloud organization")
+            _require(bool(re.fullmatch(r"[A-Za-z0-9_-]{1,90}", self.workspace)), "workspace",
+                     self.workspace, "a cloud backend needs a workspace name (letters, digits, - _)")
+        if self.region:
+            _require(bool(REGION_PATTERN.fullmatch(self.region)), "region", self.region,
+                     "must be an AWS region such as eu-west-1")
+
+
+REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """One deployment environment: one CDKTF stack, one Terraform state, one `production` alias."""
+
+    name: str
+    region: str
+    function_name: str
+    # Marks an environment whose traffic is real users; drills refuse it without a flag.
+    production: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    function: FunctionSettings = field(default_factory=FunctionSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
+
+    def __post_init__(self) -> None:
+        _require(bool(re.fullmatch(r"[a-z][a-z0-9-]{0,31}", self.name)), "name", self.name,
+                 "environment names are 1-32 lowercase letters, digits or -, starting with a letter")
+        _require(bool(REGION_PATTERN.fullmatch(self.region)), "region", self.region,
+                 "must be an AWS region such as eu-west-1")
+        _require(bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.function_name)), "function_name",
+                 self.function_name, "must be 1-64 letters, digits, - or _ (Lambda's rule)")
+
+    @property
+    def stack_dir(self) -> Path:
+        """Where `cdktf synth` writes this environment's Terraform and where it is applied."""
+        return PROJECT_ROOT / "cdktf.out" / "stacks" / self.name
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    path: Path
+    environments: Mapping[str, EnvironmentConfig]
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments))
+            raise ConfigError(f"unknown environment {name!r}: known are {known} "
+                              f"(add [environments.{name}] to {self.path.name})")
+        return self.environments[name]
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint) if arg is not type(None))
+    if origin is tuple:
+        return "a list of numbers"
+    if origin is collections.abc.Mapping:
+        return "a table of strings"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(
+        hint, str(hint))
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check one TOML value against a field's type; TOML integers are accepted as floats."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError:
+                continue
+    elif hint is type(None):
+        if value is None:
+            return None
+    elif origin is Literal or hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if _is_number(value):
+            return float(value)
+    elif origin is tuple:
+        if isinstance(value, list):
+            return tuple(_coerce(float, item, where) for item in value)
+    elif origin is collections.abc.Mapping:
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+    elif dataclasses.is_dataclass(hint):
+        if isinstance(value, dict):
+            return _build(hint, value, where)
+    raise ConfigError(f"{where} = {value!r}: must be {_describe(hint)}")
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: unknown key; allowed keys are {', '.join(names)}")
+    values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.{error}") from None
+    except TypeError as error:  # a required field is missing
+        missing = [n for n in names if n not in values and n != "name"]
+        raise ConfigError(f"{where}: missing {', '.join(missing)} ({error})") from None
+
+
+def parse_config(text: str, path: Path) -> ProjectConfig:
+    """Parse and validate the whole file; the first problem found is raised as ConfigError."""
+    label = path.name
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{label}: not valid TOML ({error})") from None
+    unknown = set(document) - {"defaults", "environments"}
+    if unknown:
+        raise ConfigError(f"{label}: unknown top-level table(s) {', '.join(sorted(unknown))}; "
+                          "allowed are [defaults] and [environments.<name>]")
+    defaults = document.get("defaults", {})
+    environments = document.get("environments", {})
+    if not environments:
+        raise ConfigError(f"{label}: no environments; add at least one [environments.<name>] table")
+    built = {}
+    for name, table in environments.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{label}: environments.{name} must be a table")
+        try:
+            built[name] = _build(EnvironmentConfig, {**_merge(defaults, table), "name": name}, name)
+        except ConfigError as error:
+            raise ConfigError(f"{label}: {error}") from None
+    return ProjectConfig(path=path, environments=built)
+
+
+def load_config(path: Path | str | None = None) -> ProjectConfig:
+    """Load `environments.toml` (or the file named by $SAFE_RELEASE_CONFIG)."""
+    path = Path(path or os.environ.get(CONFIG_PATH_VARIABLE) or DEFAULT_CONFIG_PATH)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read the environment config {path}: {error.strerror}; "
+                          f"create it or set {CONFIG_PATH_VARIABLE}") from None
+    return parse_config(text, path)
