@@ -17,3 +17,6 @@ def use_project_node() -> None:
     banner on every synth. Call it before the first cdktf import, which starts jsii."""
     if PROJECT_NODE.exists():
         os.environ.setdefault("JSII_NODE", str(PROJECT_NODE))
+        # cdktf's bundled dependencies trip a Node 22 deprecation warning (util.isArray) that
+        # says nothing about this project.
+        os.environ.setdefault("NODE_OPTIONS", "--no-deprecation")

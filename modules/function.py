@@ -4,7 +4,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdktf import AssetType, Fn, TerraformAsset
+from cdktf import App, AssetType, Fn, TerraformAsset
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
@@ -14,6 +14,7 @@ from cdktf_cdktf_provider_aws.lambda_function import (
 from constructs import Construct
 
 from modules.execution_role import ExecutionRole, ExecutionRoleConfig, role_name_for
+from modules.function_package import build_archive
 from release.config import FunctionSettings
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -47,8 +48,11 @@ class ReleasedFunction(Construct):
         ))
         code = TerraformAsset(
             self, "code",
-            path=str(FUNCTIONS_DIR / settings.source),
-            type=AssetType.ARCHIVE,
+            # Built inside the synth output; cdktf copies it into the stack's assets.
+            path=str(build_archive(
+                FUNCTIONS_DIR / settings.source,
+                Path(App.of(self).outdir, ".packages", f"{settings.source}.zip"))),
+            type=AssetType.FILE,
         )
         variables = {
             **settings.environment,

