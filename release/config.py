@@ -312,9 +312,11 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         return cls(**values)
     except ConfigError as error:
         raise ConfigError(f"{where}.{error}") from None
-    except TypeError as error:  # a required field is missing
-        missing = [n for n in names if n not in values and n != "name"]
-        raise ConfigError(f"{where}: missing {', '.join(missing)} ({error})") from None
+    except TypeError:  # a required field is missing
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        raise ConfigError(f"{where}: missing {', '.join(missing)}; "
+                          "set it in the environment's table or in [defaults]") from None
 
 
 def parse_config(text: str, path: Path) -> ProjectConfig:
@@ -330,12 +332,18 @@ def parse_config(text: str, path: Path) -> ProjectConfig:
                           "allowed are [defaults] and [environments.<name>]")
     defaults = document.get("defaults", {})
     environments = document.get("environments", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{label}: defaults = {defaults!r}: must be a table, [defaults]")
+    if not isinstance(environments, dict):
+        raise ConfigError(f"{label}: environments = {environments!r}: "
+                          "must be tables, one [environments.<name>] per environment")
     if not environments:
         raise ConfigError(f"{label}: no environments; add at least one [environments.<name>] table")
     built = {}
     for name, table in environments.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"{label}: environments.{name} must be a table")
+            raise ConfigError(f"{label}: environments.{name} = {table!r}: "
+                              f"must be a table, [environments.{name}]")
         try:
             built[name] = _build(EnvironmentConfig, {**_merge(defaults, table), "name": name}, name)
         except ConfigError as error:
@@ -351,4 +359,7 @@ def load_config(path: Path | str | None = None) -> ProjectConfig:
     except OSError as error:
         raise ConfigError(f"cannot read the environment config {path}: {error.strerror}; "
                           f"create it or set {CONFIG_PATH_VARIABLE}") from None
+    except UnicodeDecodeError as error:  # TOML files are UTF-8; editors may save another encoding
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                          "save it as UTF-8") from None
     return parse_config(text, path)

@@ -1,0 +1,324 @@
+"""The boto3 layer: credentials, the live `production` alias, alarms and per-version metrics.
+
+Every function takes its boto3 client as an argument, so the release tasks build clients once
+with `client()` and tests point them at a moto server through `AWS_ENDPOINT_URL` (botocore
+honours that variable itself). Expected AWS failures (a missing alias, an expired token, no
+network) surface as `AwsError` with a one-line message, never as a botocore traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+# Lambda stores routing weights as doubles and may hand back a rounded value, so two routings
+# whose weights differ by less than this are the same routing.
+WEIGHT_TOLERANCE = 1e-4
+# DescribeAlarms accepts at most 100 AlarmNames per request.
+ALARM_NAMES_PER_REQUEST = 100
+# A weighted alias must show the intended routing on this many consecutive reads: during a
+# version switch GetAlias briefly returns transient weights.
+CONSECUTIVE_READS = 2
+METRIC_PERIOD_SECONDS = 60
+MISSING = "MISSING"
+NO_CREDENTIALS = ("no AWS credentials found: set AWS_PROFILE or "
+                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`")
+# Standard retry mode backs off on throttling, which matters under Lambda's ~15 req/s
+# control-plane quota; short timeouts keep a rollback from hanging on a dead network.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5,
+                       read_timeout=30)
+
+
+class AwsError(Exception):
+    """An AWS call that failed in an expected way; the message is one line naming the fix."""
+
+
+class RoutingTimeout(AwsError):
+    """The alias did not settle on the expected routing within the wait."""
+
+
+class RoutingError(ValueError):
+    """A routing that Lambda cannot express (bad weight, more than one extra version)."""
+
+
+def client(service: str, region: str, session: boto3.Session | None = None) -> Any:
+    """A boto3 client for `service` in `region`; `AWS_ENDPOINT_URL` (e.g. a moto server) applies."""
+    return (session or boto3.Session()).client(service, region_name=region, config=CLIENT_CONFIG)
+
+
+def _error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "Unknown")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+@contextlib.contextmanager
+def _translated(operation: str, not_found: str | None = None) -> Iterator[None]:
+    """Turn botocore failures of `operation` into a one-line AwsError.
+
+    `not_found`, when given, replaces the message of a ResourceNotFoundException: it names
+    the missing resource and the fix.
+    """
+    try:
+        yield
+    except ClientError as error:
+        code = _error_code(error)
+        message = _one_line(error.response.get("Error", {}).get("Message", ""))
+        if not_found and code == "ResourceNotFoundException":
+            raise AwsError(f"{not_found} ({message})") from None
+        raise AwsError(f"{operation} failed: {code}: {message}") from None
+    except NoCredentialsError:
+        raise AwsError(NO_CREDENTIALS) from None
+    except BotoCoreError as error:  # no network, expired SSO token, bad profile, ...
+        raise AwsError(f"{operation} failed: {_one_line(str(error))}") from None
+
+
+def preflight_credentials(session_or_region: boto3.Session | str) -> str:
+    """Resolve credentials locally (no STS call) and describe where they come from.
+
+    botocore walks its provider chain (environment, profile files, SSO cache, container and
+    instance roles); only the last two need the network. The secret is never part of the text.
+    """
+    with _translated("resolving AWS credentials"):
+        if isinstance(session_or_region, str):
+            session = boto3.Session(region_name=session_or_region)
+        else:
+            session = session_or_region
+        credentials = session.get_credentials()
+    if credentials is None:
+        raise AwsError(NO_CREDENTIALS)
+    return (f"AWS credentials from {credentials.method} (profile {session.profile_name}, "
+            f"region {session.region_name or 'not set'})")
+
+
+@dataclass(frozen=True, eq=False)
+class Routing:
+    """Where an alias sends traffic: a primary version plus at most one weighted extra version."""
+
+    primary_version: str
+    additional_version_weights: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        weights = {str(version): float(weight)
+                   for version, weight in self.additional_version_weights.items()}
+        if len(weights) > 1:
+            raise RoutingError(f"routing {weights}: a Lambda alias takes at most one additional "
+                               "version; drop all but one")
+        for version, weight in weights.items():
+            if not 0 <= weight <= 1:
+                raise RoutingError(f"weight {weight!r} for version {version}: must be from 0 to 1")
+            if version == self.primary_version:
+                raise RoutingError(f"version {version} is both primary and weighted: give the "
+                                   "additional weight to another version")
+        object.__setattr__(self, "primary_version", str(self.primary_version))
+        object.__setattr__(self, "additional_version_weights", MappingProxyType(weights))
+
+    @classmethod
+    def from_alias(cls, alias: Mapping[str, Any]) -> Routing:
+        """The routing of a GetAlias/UpdateAlias response (an AliasConfiguration)."""
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        return cls(alias["FunctionVersion"], weights)
+
+    @property
+    def canary_weight(self) -> float:
+        """Share of traffic on the additional version; 0.0 when all goes to the primary."""
+        return sum(self.additional_version_weights.values(), 0.0)
+
+    def describe(self) -> str:
+        """One line, e.g. 'v3 90 % + v4 10 %' or 'v4 100 %'."""
+        parts = [f"v{self.primary_version} {_percent(1 - self.canary_weight)} %"]
+        parts += [f"v{version} {_percent(weight)} %"
+                  for version, weight in self.additional_version_weights.items()]
+        return " + ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"primary_version": self.primary_version,
+                "additional_version_weights": dict(self.additional_version_weights)}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Routing):
+            return NotImplemented
+        mine, theirs = self.additional_version_weights, other.additional_version_weights
+        return (self.primary_version == other.primary_version and mine.keys() == theirs.keys()
+                and all(math.isclose(mine[v], theirs[v], abs_tol=WEIGHT_TOLERANCE) for v in mine))
+
+    def __hash__(self) -> int:
+        # Weights are left out: equal routings may differ by a rounding error.
+        return hash((self.primary_version, frozenset(self.additional_version_weights)))
+
+
+def _percent(share: float) -> str:
+    return f"{round(share * 100, 2):g}"
+
+
+@dataclass(frozen=True)
+class LiveAlias:
+    """The alias as Lambda reports it now; `revision_id` guards a later update against races."""
+
+    function_name: str
+    alias_name: str
+    routing: Routing
+    revision_id: str
+
+
+def _live_alias(function_name: str, alias_name: str, response: Mapping[str, Any]) -> LiveAlias:
+    return LiveAlias(function_name, alias_name, Routing.from_alias(response),
+                     response["RevisionId"])
+
+
+def _alias_not_found(lambda_client: Any, function_name: str, alias_name: str) -> str:
+    return (f"Lambda alias {function_name}:{alias_name} not found in "
+            f"{lambda_client.meta.region_name}: deploy the stack first")
+
+
+def read_alias(lambda_client: Any, function_name: str, alias_name: str) -> LiveAlias:
+    """GetAlias: the alias's live routing and revision id."""
+    with _translated("GetAlias", _alias_not_found(lambda_client, function_name, alias_name)):
+        response = lambda_client.get_alias(FunctionName=function_name, Name=alias_name)
+    return _live_alias(function_name, alias_name, response)
+
+
+def wait_for_routing(lambda_client: Any, function_name: str, alias_name: str, expected: Routing, *,
+                     timeout: float = 60.0, interval: float = 1.0,
+                     sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic) -> LiveAlias:
+    """Poll GetAlias every `interval` s until it shows `expected` on consecutive reads.
+
+    The 1 s default keeps well under Lambda's control-plane quota (~15 req/s per account,
+    shared with every other tool). The last read happens at or just after `timeout`.
+    """
+    deadline = clock() + timeout
+    matches = 0
+    while True:
+        live = read_alias(lambda_client, function_name, alias_name)
+        matches = matches + 1 if live.routing == expected else 0
+        if matches >= CONSECUTIVE_READS:
+            return live
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise RoutingTimeout(
+                f"alias {function_name}:{alias_name} did not settle on {expected.describe()} "
+                f"within {timeout:g} s; last seen {live.routing.describe()}: check for a "
+                "concurrent deploy, then rerun")
+        sleep(min(interval, remaining))
+
+
+def set_routing(lambda_client: Any, function_name: str, alias_name: str, routing: Routing, *,
+                revision_id: str | None = None) -> LiveAlias:
+    """Point the alias at `routing` with ONE UpdateAlias call; safe to repeat.
+
+    With `revision_id` (from a LiveAlias read earlier) Lambda refuses the update if the alias
+    changed since, so a newer release started meanwhile is not silently overwritten.
+    """
+    versions = [routing.primary_version, *routing.additional_version_weights]
+    for version in versions:
+        if not version.isdigit():
+            raise RoutingError(f"version {version!r}: must be a published version number such "
+                               "as '3' ($LATEST cannot take production traffic)")
+    request: dict[str, Any] = {
+        "FunctionName": function_name, "Name": alias_name,
+        "FunctionVersion": routing.primary_version,
+        # An empty map removes the weighted version: a canary gets no more traffic.
+        "RoutingConfig": {"AdditionalVersionWeights": dict(routing.additional_version_weights)},
+    }
+    if revision_id:
+        request["RevisionId"] = revision_id
+    with _translated("UpdateAlias", _alias_not_found(lambda_client, function_name, alias_name)):
+        try:
+            response = lambda_client.update_alias(**request)
+        except ClientError as error:
+            if _error_code(error) == "PreconditionFailedException":
+                raise AwsError(f"alias {function_name}:{alias_name} changed since revision "
+                               f"{revision_id} was read (someone else updated it meanwhile): "
+                               "read the alias again and rerun") from None
+            raise
+    return _live_alias(function_name, alias_name, response)
+
+
+def fast_rollback(lambda_client: Any, function_name: str, alias_name: str, stable_version: str, *,
+                  revision_id: str | None = None) -> LiveAlias:
+    """Send all traffic to `stable_version` with ONE UpdateAlias call; safe to repeat."""
+    return set_routing(lambda_client, function_name, alias_name, Routing(str(stable_version)),
+                       revision_id=revision_id)
+
+
+def alarm_states(cloudwatch_client: Any, alarm_names: list[str] | tuple[str, ...]
+                 ) -> dict[str, str]:
+    """State (OK, ALARM, INSUFFICIENT_DATA) of each named alarm; MISSING for unknown names."""
+    names = list(dict.fromkeys(alarm_names))
+    states = dict.fromkeys(names, MISSING)
+    paginator = cloudwatch_client.get_paginator("describe_alarms")
+    with _translated("DescribeAlarms"):
+        for start in range(0, len(names), ALARM_NAMES_PER_REQUEST):
+            batch = names[start:start + ALARM_NAMES_PER_REQUEST]
+            pages = paginator.paginate(AlarmNames=batch,
+                                       AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+            for page in pages:
+                for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                    if alarm["AlarmName"] in states:
+                        states[alarm["AlarmName"]] = alarm["StateValue"]
+    return states
+
+
+@dataclass(frozen=True)
+class VersionMetrics:
+    """One version's traffic behind the alias over a time window (CloudWatch, 1-minute data)."""
+
+    version: str
+    invocations: int
+    errors: int
+    # errors / invocations, a fraction from 0 to 1; None when the version saw no invocations.
+    error_rate: float | None
+    # The worst 1-minute p99 in the window: CloudWatch cannot merge percentiles of several
+    # periods, and the worst minute errs on the side of catching a slow canary.
+    p99_duration_ms: float | None
+    average_duration_ms: float | None
+
+
+def _metric_query(query_id: str, metric: str, stat: str, dimensions: list[dict[str, str]]
+                  ) -> dict[str, Any]:
+    return {"Id": query_id, "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": dimensions},
+        "Period": METRIC_PERIOD_SECONDS, "Stat": stat}}
+
+
+def version_metrics(cloudwatch_client: Any, function_name: str, alias_name: str, version: str,
+                    start: datetime, end: datetime) -> VersionMetrics:
+    """Invocations, errors and duration of `version` behind `<fn>:<alias>` in [start, end)."""
+    dimensions = [{"Name": "FunctionName", "Value": function_name},
+                  {"Name": "Resource", "Value": f"{function_name}:{alias_name}"},
+                  {"Name": "ExecutedVersion", "Value": str(version)}]
+    queries = [_metric_query("invocations", "Invocations", "Sum", dimensions),
+               _metric_query("errors", "Errors", "Sum", dimensions),
+               _metric_query("p99", "Duration", "p99", dimensions),
+               _metric_query("duration_sum", "Duration", "Sum", dimensions),
+               _metric_query("duration_count", "Duration", "SampleCount", dimensions)]
+    values: dict[str, list[float]] = {query["Id"]: [] for query in queries}
+    # One request in practice; the paginator only matters for windows of many days.
+    paginator = cloudwatch_client.get_paginator("get_metric_data")
+    with _translated("GetMetricData"):
+        for page in paginator.paginate(MetricDataQueries=queries, StartTime=start, EndTime=end):
+            for result in page["MetricDataResults"]:
+                values[result["Id"]].extend(result["Values"])
+    invocations = int(round(sum(values["invocations"])))
+    errors = int(round(sum(values["errors"])))
+    duration_sum, duration_count = sum(values["duration_sum"]), sum(values["duration_count"])
+    return VersionMetrics(
+        version=str(version),
+        invocations=invocations,
+        errors=errors,
+        error_rate=errors / invocations if invocations else None,
+        p99_duration_ms=max(values["p99"]) if values["p99"] else None,
+        average_duration_ms=duration_sum / duration_count if duration_count else None,
+    )

@@ -1,0 +1,233 @@
+"""A moto server on 127.0.0.1 standing in for Lambda, CloudWatch and IAM.
+
+One server per test process (`moto_endpoint()` starts it on first use, on a free port);
+the `fake_aws` fixture wipes its state (`POST /moto-api/reset`), points boto3 at it through
+the environment (fake credentials, region, `AWS_ENDPOINT_URL`, no instance-metadata lookups,
+no ~/.aws files) and returns a `FakeAws` to create what a test needs:
+
+    from fakes.moto_server import fake_aws  # makes the fixture available to the module
+
+    def test_x(fake_aws):
+        fake_aws.deploy("fn", versions=2, primary="1", weights={"2": 0.1}, alarm_names=["a"])
+
+moto 5.2.5 lacks two behaviours the release code relies on; `_teach_moto` adds them to the
+in-process server, as AWS documents them:
+- UpdateAlias with a RevisionId that is not the alias's current one fails with
+  PreconditionFailedException (412), and every update gives the alias a new RevisionId
+  (moto ignores RevisionId and never changes it).
+- GetMetricData with a percentile statistic such as `p99` (moto answers HTTP 500). As in
+  CloudWatch, percentiles are computed from raw values (PutMetricData `Values`/`Counts`),
+  not from statistic sets.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import io
+import json
+import logging
+import re
+import uuid
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import unquote
+
+import boto3
+import httpx
+import numpy
+import pytest
+from moto.awslambda.exceptions import PreconditionFailedException
+from moto.awslambda.models import LambdaAlias
+from moto.awslambda.responses import LambdaResponse
+from moto.cloudwatch.models import Statistics
+from moto.server import ThreadedMotoServer
+
+REGION = "eu-west-1"
+ALIAS = "production"
+FAKE_KEY_ID = "AKIAFAKEMOTOTESTING0"
+FAKE_SECRET = "fake-secret-for-moto"
+# Variables that would let a developer's real AWS setup leak into a test.
+_REAL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
+                       "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                       "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+_HANDLER = "def lambda_handler(event, context):\n    return {{'statusCode': 200}}  # build {}\n"
+
+
+def _teach_moto() -> None:
+    """Add RevisionId checks on UpdateAlias and percentile statistics to moto (see above)."""
+    original_update_alias = LambdaResponse.update_alias
+    original_alias_update = LambdaAlias.update
+    original_statistic = Statistics.get_statistics_for_type
+
+    def update_alias(self: LambdaResponse) -> Any:
+        function_name = unquote(self.path.rsplit("/")[-3])
+        alias_name = unquote(self.path.rsplit("/", 2)[-1])
+        expected = json.loads(self.body).get("RevisionId")
+        alias = self.backend.get_alias(name=alias_name, function_name=function_name)
+        if expected and expected != alias.revision_id:
+            raise PreconditionFailedException(
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetAlias API to retrieve the latest Revision Id")
+        return original_update_alias(self)
+
+    def alias_update(self: LambdaAlias, *args: Any, **kwargs: Any) -> None:
+        original_alias_update(self, *args, **kwargs)
+        self.revision_id = str(uuid.uuid4())
+
+    def statistic(self: Statistics, stat: str) -> Any:
+        percentile = re.fullmatch(r"p(\d{1,2}(?:\.\d+)?)", stat)
+        if percentile and self.metric_single_values_list:
+            return float(numpy.percentile(self.metric_single_values_list, float(percentile[1]),
+                                          method="inverted_cdf"))
+        return original_statistic(self, stat)
+
+    LambdaResponse.update_alias = update_alias
+    LambdaAlias.update = alias_update
+    Statistics.get_statistics_for_type = statistic
+
+
+@functools.cache
+def moto_endpoint() -> str:
+    """URL of this process's moto server, started on the first call on a free local port."""
+    _teach_moto()
+    # One INFO line per request drowns test and benchmark output; errors still show.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    atexit.register(server.stop)
+    host, port = server.get_host_and_port()
+    return f"http://{host}:{port}"
+
+
+def reset(endpoint: str) -> None:
+    """Forget every resource the server holds (all services, all regions)."""
+    httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
+
+
+def fake_aws_environment(endpoint: str, home: Path) -> dict[str, str]:
+    """Environment that points boto3 at `endpoint` with fake credentials and no real config."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        # botocore would otherwise ask 169.254.169.254 for an instance role: never in tests.
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(home / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
+    }
+
+
+class FakeAws:
+    """Creates Lambda, alias, alarm and metric state in the moto server, as Terraform would."""
+
+    def __init__(self, endpoint: str, region: str = REGION):
+        self.endpoint = endpoint
+        self.region = region
+        # The fake's own clients name the endpoint and keys, so setup works whatever the
+        # environment of the code under test says.
+        self.lambda_client, self.cloudwatch, self.iam = (
+            boto3.client(service, region_name=region, endpoint_url=endpoint,
+                         aws_access_key_id=FAKE_KEY_ID, aws_secret_access_key=FAKE_SECRET)
+            for service in ("lambda", "cloudwatch", "iam"))
+
+    def create_function(self, function_name: str) -> None:
+        role = self.iam.create_role(
+            RoleName=f"{function_name}-role",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+        self.lambda_client.create_function(
+            FunctionName=function_name, Runtime="python3.13", Role=role,
+            Handler="handler.lambda_handler", Code={"ZipFile": _zip_handler()})
+
+    def publish_version(self, function_name: str) -> str:
+        """Change the code and publish it, as each deploy does; returns the new version."""
+        self.lambda_client.update_function_code(FunctionName=function_name,
+                                                ZipFile=_zip_handler())
+        return self.lambda_client.publish_version(FunctionName=function_name)["Version"]
+
+    def set_routing(self, function_name: str, primary: str,
+                    weights: Mapping[str, float] | None = None, alias_name: str = ALIAS) -> str:
+        """Route the alias (created on first use) like a Terraform apply; returns the RevisionId."""
+        routing = {"AdditionalVersionWeights": dict(weights or {})}
+        existing = {alias["Name"] for alias in
+                    self.lambda_client.list_aliases(FunctionName=function_name)["Aliases"]}
+        change = (self.lambda_client.update_alias if alias_name in existing
+                  else self.lambda_client.create_alias)
+        return change(FunctionName=function_name, Name=alias_name, FunctionVersion=primary,
+                      RoutingConfig=routing)["RevisionId"]
+
+    def create_alarms(self, function_name: str, alarm_names: Sequence[str]) -> None:
+        """Metric alarms on the alias's Errors; moto starts them in state OK."""
+        for name in alarm_names:
+            self.cloudwatch.put_metric_alarm(
+                AlarmName=name, Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum",
+                Dimensions=[{"Name": "FunctionName", "Value": function_name},
+                            {"Name": "Resource", "Value": f"{function_name}:{ALIAS}"}],
+                Period=60, EvaluationPeriods=1, Threshold=1,
+                ComparisonOperator="GreaterThanOrEqualToThreshold")
+
+    def set_alarm_state(self, alarm_name: str, state: str) -> None:
+        self.cloudwatch.set_alarm_state(AlarmName=alarm_name, StateValue=state,
+                                        StateReason="set by a test")
+
+    def deploy(self, function_name: str, *, versions: int = 1, primary: str | None = None,
+               weights: Mapping[str, float] | None = None, alarm_names: Sequence[str] = ()
+               ) -> None:
+        """A function with `versions` published versions, its alias and alarms.
+
+        `primary` defaults to the newest version (a fresh deploy with no canary).
+        """
+        self.create_function(function_name)
+        published = [self.publish_version(function_name) for _ in range(versions)]
+        self.set_routing(function_name, primary or published[-1], weights)
+        self.create_alarms(function_name, alarm_names)
+
+    def put_version_metrics(self, function_name: str, version: str, at: datetime, *,
+                            invocations: int, errors: int,
+                            durations_ms: Mapping[float, int] | None = None,
+                            alias_name: str = ALIAS) -> None:
+        """One minute of Lambda metrics for `version` behind the alias, as Lambda emits them.
+
+        `durations_ms` maps a duration to how many invocations took it (raw values, so
+        CloudWatch, and the fake, can compute percentiles).
+        """
+        dimensions = [{"Name": "FunctionName", "Value": function_name},
+                      {"Name": "Resource", "Value": f"{function_name}:{alias_name}"},
+                      {"Name": "ExecutedVersion", "Value": str(version)}]
+        data: list[dict[str, Any]] = [
+            {"MetricName": "Invocations", "Dimensions": dimensions, "Timestamp": at,
+             "Value": invocations, "Unit": "Count"},
+            {"MetricName": "Errors", "Dimensions": dimensions, "Timestamp": at,
+             "Value": errors, "Unit": "Count"}]
+        if durations_ms:
+            data.append({"MetricName": "Duration", "Dimensions": dimensions, "Timestamp": at,
+                         "Values": list(durations_ms), "Counts": list(durations_ms.values()),
+                         "Unit": "Milliseconds"})
+        self.cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data)
+
+
+def _zip_handler() -> bytes:
+    """A trivial handler; a fresh comment each time so that publishing makes a new version."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("handler.py", _HANDLER.format(uuid.uuid4()))
+    return archive.getvalue()
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeAws:
+    """An empty moto server with boto3 pointed at it through the environment."""
+    endpoint = moto_endpoint()
+    reset(endpoint)
+    for name in _REAL_AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in fake_aws_environment(endpoint, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    return FakeAws(endpoint)
