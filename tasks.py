@@ -10,7 +10,7 @@ from json import dumps
 from invoke import Exit, task
 
 from release import aws, synth as synthesis
-from release.config import ConfigError, EnvironmentConfig, load_config
+from release.config import ConfigError, EnvironmentConfig, load_config, synth_output_dir
 from release.console import ConsoleProgress
 from release.history import ReleaseHistory
 from release.lock import ReleaseLock, ReleaseLockedError
@@ -102,7 +102,7 @@ def synth(c, force=False):
     except ConfigError as error:
         raise Exit(f"error: {error}") from None
     if not force and synthesis.is_up_to_date(config):
-        print(f"synth: up to date ({synthesis.output_dir()})")
+        print(f"synth: up to date ({synth_output_dir()})")
         return
     started = time.monotonic()
     with ConsoleProgress() as progress:
@@ -112,7 +112,7 @@ def synth(c, force=False):
         except synthesis.SynthError as error:
             raise Exit(f"error: {error}") from None
     print(f"synth: {', '.join(config.environments)} in {time.monotonic() - started:.1f} s "
-          f"({synthesis.output_dir()}/stacks)")
+          f"({synth_output_dir()}/stacks)")
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,

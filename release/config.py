@@ -26,6 +26,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "environments.toml"
 # Tests and other checkouts point the app and the tasks at another file with this variable.
 CONFIG_PATH_VARIABLE = "SAFE_RELEASE_CONFIG"
+# Where the release tasks keep their lock files and history (default <project>/.release).
+STATE_DIR_VARIABLE = "SAFE_RELEASE_STATE_DIR"
+
+
+def synth_output_dir() -> Path:
+    """Where `cdktf synth` writes (cdktf itself honours CDKTF_OUTDIR the same way)."""
+    return Path(os.environ.get("CDKTF_OUTDIR") or PROJECT_ROOT / "cdktf.out")
+
+
+def release_state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_VARIABLE) or PROJECT_ROOT / ".release")
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
@@ -225,7 +236,7 @@ class EnvironmentConfig:
     @property
     def stack_dir(self) -> Path:
         """Where `cdktf synth` writes this environment's Terraform and where it is applied."""
-        return PROJECT_ROOT / "cdktf.out" / "stacks" / self.name
+        return synth_output_dir() / "stacks" / self.name
 
 
 @dataclass(frozen=True)

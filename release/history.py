@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from release.config import PROJECT_ROOT
+from release.config import release_state_dir
 
-DEFAULT_HISTORY_PATH = PROJECT_ROOT / ".release" / "history.jsonl"
 PHASES = ("canary", "promote", "rollback", "rollout-step", "deploy")
 # paused: a rollout stopped on an inconclusive analysis and waits for a human;
 # interrupted: the operator pressed Ctrl-C (traffic stays where it was).
@@ -59,7 +58,7 @@ class ReleaseHistory:
     """The history file; `path` defaults to `<project>/.release/history.jsonl`."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path or DEFAULT_HISTORY_PATH)
+        self.path = Path(path or release_state_dir() / "history.jsonl")
 
     def append(self, record: Mapping[str, Any] | PhaseRecord) -> None:
         """Add one record as one line, flushed to disk before returning."""

@@ -19,9 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
-from release.config import PROJECT_ROOT
+from release.config import release_state_dir
 
-DEFAULT_LOCK_DIR = PROJECT_ROOT / ".release" / "locks"
 
 
 def utc_timestamp() -> str:
@@ -107,7 +106,7 @@ class ReleaseLock:
     def __init__(self, environment: str, command: str, *, directory: Path | None = None) -> None:
         self.environment = environment
         self.command = command
-        self.path = Path(directory or DEFAULT_LOCK_DIR) / f"{environment}.lock"
+        self.path = Path(directory or release_state_dir() / "locks") / f"{environment}.lock"
         self.holder: LockHolder | None = None
 
     def acquire(self) -> LockHolder:
@@ -143,4 +142,4 @@ class ReleaseLock:
 
 def lock_holder(environment: str, *, directory: Path | None = None) -> LockHolder | None:
     """Who holds `environment` now, for `invoke status`; None when it is free."""
-    return _read_holder(Path(directory or DEFAULT_LOCK_DIR) / f"{environment}.lock")
+    return _read_holder(Path(directory or release_state_dir() / "locks") / f"{environment}.lock")

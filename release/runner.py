@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
 from release import aws
@@ -366,9 +366,11 @@ class ReleaseRunner:
         alarm_verdict = judge_alarms(alarms)
         if alarm_verdict.status == "fail":
             return alarms, alarm_verdict
-        now = datetime.now(timezone.utc)
+        # Whole minutes (Lambda's metric period) covering the bake so far.
+        start = window_start.replace(second=0, microsecond=0)
+        end = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
         metrics = {version: aws.version_metrics(cloudwatch, state["function_name"],
-                                                state["alias_name"], version, window_start, now)
+                                                state["alias_name"], version, start, end)
                    for version in (state.candidate_version, state.routing.primary_version)}
         return alarms, judge_canary(metrics[state.candidate_version],
                                     metrics[state.routing.primary_version],

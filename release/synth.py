@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from release.config import CONFIG_PATH_VARIABLE, PROJECT_ROOT, ProjectConfig
+from release.config import CONFIG_PATH_VARIABLE, PROJECT_ROOT, ProjectConfig, synth_output_dir
 
 SYNTH_INPUTS = ("main.py", "cdktf.json", "uv.lock", "package-lock.json", "modules", "functions")
 IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".terraform"}
@@ -21,10 +21,6 @@ FINGERPRINT_FILE = ".synth-fingerprint"
 
 class SynthError(Exception):
     """The CDKTF app failed; the message carries its last error line."""
-
-
-def output_dir() -> Path:
-    return Path(os.environ.get("CDKTF_OUTDIR") or PROJECT_ROOT / "cdktf.out")
 
 
 def fingerprint(config: ProjectConfig, root: Path = PROJECT_ROOT) -> str:
@@ -42,7 +38,7 @@ def fingerprint(config: ProjectConfig, root: Path = PROJECT_ROOT) -> str:
 
 
 def is_up_to_date(config: ProjectConfig, outdir: Path | None = None) -> bool:
-    outdir = outdir or output_dir()
+    outdir = outdir or synth_output_dir()
     marker = outdir / FINGERPRINT_FILE
     stacks_present = all((outdir / "stacks" / name / "cdk.tf.json").is_file()
                          for name in config.environments)
@@ -51,7 +47,7 @@ def is_up_to_date(config: ProjectConfig, outdir: Path | None = None) -> bool:
 
 def synthesize(config: ProjectConfig, outdir: Path | None = None) -> None:
     """Run `python main.py` with this interpreter (cdktf never loads into the caller)."""
-    outdir = outdir or output_dir()
+    outdir = outdir or synth_output_dir()
     result = subprocess.run(
         [sys.executable, "main.py"], cwd=PROJECT_ROOT, capture_output=True, text=True,
         env={**os.environ, "CDKTF_OUTDIR": str(outdir), CONFIG_PATH_VARIABLE: str(config.path)},

@@ -37,6 +37,8 @@ class Behaviour:
     # Share of requests answered 502 {"message": "Internal server error"}, as API Gateway does
     # for a failed invocation (no version header).
     error_rate: float = 0.0
+    # Share of the requests routed to the candidate answered 502: a bad release.
+    candidate_error_rate: float = 0.0
     breakage: str | None = None
     # Share of the otherwise good responses that get `breakage`.
     breakage_rate: float = 1.0
@@ -132,6 +134,9 @@ def _handler_for(endpoint: FakeEndpoint) -> type[BaseHTTPRequestHandler]:
                 return
             version = (behaviour.candidate_version if route_draw < behaviour.weight
                        else behaviour.stable_version)
+            if version == behaviour.candidate_version and breakage_draw < behaviour.candidate_error_rate:
+                self._send(502, {"message": "Internal server error"}, {})
+                return
             breakage = behaviour.breakage if breakage_draw < behaviour.breakage_rate else None
             self._respond(behaviour, version, breakage)
 

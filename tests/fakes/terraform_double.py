@@ -58,6 +58,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "failures": {},
     "slow": {},
     "resume_file": None,
+    # After each apply, also point the Lambda alias (boto3, e.g. at a moto server through
+    # AWS_ENDPOINT_URL) at the new routing, as a real apply would.
+    "sync_alias": False,
 }
 
 LOCK_ERROR = """\
@@ -206,6 +209,21 @@ def _routing(candidate: str, stable: str, weight: float) -> tuple[str, dict[str,
     return stable, {candidate: weight}
 
 
+def _phase(candidate: str, stable: str, weight: float) -> str:
+    if stable in ("", candidate):
+        return "candidate-only"
+    return "promoted" if weight >= 1 else "canary" if weight > 0 else "stable-only"
+
+
+def _sync_alias(state: dict[str, Any], config: dict[str, Any]) -> None:
+    import boto3  # only this mode needs it; keeps the double's start fast
+
+    primary, weights = _routing(state["candidate_version"], state["stable_version"], state["canary_weight"])
+    boto3.client("lambda", region_name=config["region"]).update_alias(
+        FunctionName=config["function_name"], Name=config["alias_name"], FunctionVersion=primary,
+        RoutingConfig={"AdditionalVersionWeights": weights})
+
+
 def _outputs(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     primary, weights = _routing(state["candidate_version"], state["stable_version"], state["canary_weight"])
     function = config["function_name"]
@@ -218,6 +236,8 @@ def _outputs(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         "candidate_version": (state["candidate_version"], "string"),
         "primary_version": (primary, "string"),
         "additional_version_weights": (weights, ["map", "number"]),
+        "phase": (_phase(state["candidate_version"], state["stable_version"], state["canary_weight"]),
+                  "string"),
         "canary_weight": (state["canary_weight"], "number"),
         "stable_version": (state["stable_version"], "string"),
         "alarm_names": (config["alarm_names"], ["list", "string"]),
@@ -326,6 +346,8 @@ def _apply(cwd: Path, positional: list[str], config: dict[str, Any]) -> int:
     elif plan["target"] is not None:
         new_state = {**plan["target"], "serial": plan["serial"] + 1}
         (cwd / STATE_FILE).write_text(json.dumps(new_state))
+        if config["sync_alias"]:
+            _sync_alias(new_state, config)
     if mode == "error-after-change":
         return _fail(_failure_text("apply", mode, config))
     add, change, destroy = plan["counts"]

@@ -1,0 +1,106 @@
+"""Phase planning as pure functions: every row of the routing table, every command."""
+
+import math
+
+import pytest
+
+from release.aws import Routing
+from release.phases import (PhaseInputError, PhaseVariables, StackState, parse_steps, parse_weight,
+                            plan_variables, routing_for)
+from test_traffic_policy import ROUTING_TABLE
+
+
+def state(candidate="4", stable="3", weight=0.0, **extra):
+    routing = routing_for(candidate, stable, weight)
+    return StackState({"candidate_version": candidate, "stable_version": stable,
+                       "canary_weight": weight, "primary_version": routing.primary_version,
+                       "additional_version_weights": dict(routing.additional_version_weights),
+                       **extra})
+
+
+@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase", ROUTING_TABLE)
+def test_python_routing_matches_the_terraform_module(stable, weight, candidate, primary, weights, phase):
+    # The same table test_traffic_policy.py runs through Terraform 1.0.3.
+    assert routing_for(candidate, stable, weight) == Routing(primary, weights)
+
+
+def test_first_deployment_has_no_stable_version():
+    assert plan_variables("deploy", StackState({}), None) == PhaseVariables(0.0, "")
+    assert plan_variables("canary", StackState({}), None, 0.1) == PhaseVariables(0.1, "")
+
+
+def test_canary_keeps_the_live_primary_as_stable():
+    live = Routing("3")
+    assert plan_variables("canary", state(stable="3"), live, 0.1) == PhaseVariables(0.1, "3")
+
+
+def test_canary_reads_the_live_alias_not_terraform_state():
+    # A failed apply or a fast rollback left the live alias elsewhere: the live one wins.
+    assert plan_variables("canary", state(stable="3", weight=1), Routing("3"), 0.25) == \
+        PhaseVariables(0.25, "3")
+
+
+def test_canary_step_up_during_a_canary_keeps_the_stable_version():
+    live = Routing("3", {"4": 0.1})
+    assert plan_variables("rollout-step", state(weight=0.1), live, 0.5) == PhaseVariables(0.5, "3")
+
+
+def test_promote_switches_everything_to_the_candidate():
+    variables = plan_variables("promote", state(weight=0.1), Routing("3", {"4": 0.1}))
+    assert variables == PhaseVariables(1.0, "3")
+    assert routing_for("4", variables.stable_version, variables.canary_weight) == Routing("4")
+
+
+def test_after_a_promotion_the_next_release_uses_the_promoted_version_as_stable():
+    promoted = state(candidate="4", stable="3", weight=1)
+    assert plan_variables("canary", promoted, Routing("4"), 0.1) == PhaseVariables(0.1, "4")
+
+
+@pytest.mark.parametrize("weight, live", [(0.1, Routing("3", {"4": 0.1})), (1, Routing("4")),
+                                          (0, Routing("3"))])
+def test_rollback_returns_to_terraforms_stable_version(weight, live):
+    variables = plan_variables("rollback", state(weight=weight), live)
+    assert variables == PhaseVariables(0.0, "3")
+    assert routing_for("4", "3", 0.0) == Routing("3")
+
+
+def test_rollback_without_a_stable_version_is_refused():
+    with pytest.raises(PhaseInputError, match="nothing to roll back to: 4 is the only released"):
+        plan_variables("rollback", state(stable=""), Routing("4"))
+
+
+def test_deploy_refuses_to_end_a_running_canary():
+    with pytest.raises(PhaseInputError, match="would end the running canary"):
+        plan_variables("deploy", state(weight=0.1), Routing("3", {"4": 0.1}))
+
+
+@pytest.mark.parametrize("text", ["1.5", "-0.1", "nan", "inf", "abc", "", "1e9"])
+def test_bad_weights_are_refused_with_the_value_and_the_fix(text):
+    with pytest.raises(PhaseInputError) as error:
+        parse_weight(text)
+    message = str(error.value)
+    assert repr(text) in message and "from 0 to 1" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text, expected", [("0", 0.0), ("0.1", 0.1), ("1", 1.0), (0.25, 0.25)])
+def test_good_weights(text, expected):
+    assert parse_weight(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0.5,0.25,1", "0,0.5,1", "0.1,0.5", "0.1,1.5", "0.1,nan,1",
+                                  "0.1,,1", "0.5,0.5,1"])
+def test_bad_steps_are_refused(text):
+    with pytest.raises(PhaseInputError, match="--steps"):
+        parse_steps(text)
+
+
+def test_steps_parse():
+    assert parse_steps("0.05, 0.25,0.5,1") == (0.05, 0.25, 0.5, 1.0)
+
+
+def test_candidate_share_follows_the_routing():
+    assert state(weight=0.1).candidate_share == pytest.approx(0.1)
+    assert state(weight=1).candidate_share == 1.0
+    assert state(weight=0).candidate_share == 0.0
+    assert state(stable="").candidate_share == 1.0
+    assert not math.isnan(StackState({}).candidate_share)

@@ -1,0 +1,327 @@
+"""End to end: the release runner and the invoke tasks against stand-ins for everything AWS.
+
+- Terraform: the double (tests/fakes/terraform_double.py), which also moves the alias in moto
+  after each apply, as a real apply would;
+- AWS: a moto server (Lambda versions and alias, CloudWatch alarms);
+- the endpoint: a local HTTP server answering like the function behind API Gateway, routed by
+  whatever the moto alias says at the time (as API Gateway follows the alias).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ROOT
+from fakes.endpoint import FakeEndpoint
+from fakes.moto_server import REGION, fake_aws  # noqa: F401 (fixture)
+from fakes.terraform_double import TerraformDouble, write_stack
+from release.aws import Routing, read_alias, client
+from release.config import parse_config
+from release.history import ReleaseHistory
+from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
+from release.synth import FINGERPRINT_FILE, fingerprint
+from release.terraform import Terraform
+
+FUNCTION = "deploy-patterns-demo-dev"
+ALARMS = [f"{FUNCTION}-error-rate", f"{FUNCTION}-canary-error-rate"]
+CONFIG = f"""
+[environments.dev]
+region = "{REGION}"
+function_name = "{FUNCTION}"
+rollout = {{ steps = [0.1, 0.5, 1.0], bake_seconds = 0 }}
+
+[environments.prod]
+region = "{REGION}"
+function_name = "deploy-patterns-demo-prod"
+production = true
+"""
+SMOKE_REQUESTS = 200
+
+
+class AliasFollower:
+    """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway."""
+
+    def __init__(self, endpoint: FakeEndpoint, lambda_client) -> None:
+        self.endpoint, self.lambda_client = endpoint, lambda_client
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.01):
+            routing = read_alias(self.lambda_client, FUNCTION, "production").routing
+            if routing.additional_version_weights:
+                (candidate, weight), = routing.additional_version_weights.items()
+                self.endpoint.configure(stable_version=routing.primary_version,
+                                        candidate_version=candidate, weight=weight)
+            else:
+                self.endpoint.configure(stable_version=routing.primary_version,
+                                        candidate_version=routing.primary_version, weight=0.0)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def world(fake_aws, tmp_path, monkeypatch):
+    """Version 1 live on the alias (the first deployment done), version 2 just merged."""
+    config_path = tmp_path / "environments.toml"
+    config_path.write_text(CONFIG)
+    outdir = tmp_path / "cdktf.out"
+    for name in ("dev", "prod"):
+        write_stack(outdir / "stacks" / name)
+    monkeypatch.setenv("SAFE_RELEASE_CONFIG", str(config_path))
+    monkeypatch.setenv("CDKTF_OUTDIR", str(outdir))
+    monkeypatch.setenv("SAFE_RELEASE_STATE_DIR", str(tmp_path / "state"))
+    fake_aws.deploy(FUNCTION, versions=1, alarm_names=ALARMS)
+    with FakeEndpoint(seed=7, stable_version="1", candidate_version="1") as endpoint:
+        double = TerraformDouble(tmp_path, candidate_version="1", function_name=FUNCTION,
+                                 region=REGION, api_url=endpoint.url, alarm_names=ALARMS,
+                                 sync_alias=True)
+        for name, value in double.env.items():
+            monkeypatch.setenv(name, value)
+        lambda_client = client("lambda", REGION)
+        with AliasFollower(endpoint, lambda_client):
+            world = World(fake_aws, double, endpoint, lambda_client, config_path, outdir, tmp_path)
+            world.runner().run("deploy")  # first deployment: v1 takes all traffic
+            world.new_version()  # v2 merged and published by the next apply
+            yield world
+
+
+class World:
+    def __init__(self, aws, double, endpoint, lambda_client, config_path, outdir, tmp_path):
+        self.aws, self.double, self.endpoint = aws, double, endpoint
+        self.lambda_client, self.config_path, self.outdir = lambda_client, config_path, outdir
+        self.history = ReleaseHistory(tmp_path / "state" / "history.jsonl")
+
+    def new_version(self) -> str:
+        version = self.aws.publish_version(FUNCTION)
+        self.double.configure(candidate_version=version)
+        return version
+
+    def runner(self, **options) -> ReleaseRunner:
+        environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
+        options = RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
+                                routing_timeout=5, bake_poll_seconds=0.01, **options)
+        return ReleaseRunner(environment, Terraform(environment.stack_dir), options=options,
+                             history=self.history)
+
+    def live(self) -> Routing:
+        return read_alias(self.lambda_client, FUNCTION, "production").routing
+
+    def applies(self) -> int:
+        return self.double.commands().count("apply")
+
+    def invoke(self, *args: str) -> subprocess.CompletedProcess:
+        """The real CLI in a subprocess, with this world's environment."""
+        (self.outdir / FINGERPRINT_FILE).write_text(
+            fingerprint(parse_config(self.config_path.read_text(), self.config_path)))
+        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, env=dict(os.environ), timeout=120)
+
+
+def test_canary_10_percent_passes_and_is_recorded(world):
+    report = world.runner().run("canary", 0.1)
+
+    assert report.outcome == "succeeded"
+    assert world.live() == Routing("1", {"2": 0.1})
+    assert report.smoke.passed and report.smoke.completed == SMOKE_REQUESTS
+    assert set(report.smoke.version_counts) == {"1", "2"}
+    assert report.alarms == {name: "OK" for name in ALARMS}
+    last = world.history.last("dev")
+    assert (last["phase"], last["outcome"], last["candidate_version"]) == ("canary", "succeeded", "2")
+    assert last["routing_after"] == {"primary_version": "1", "additional_version_weights": {"2": 0.1}}
+
+
+def test_promote_after_canary_makes_the_candidate_stable(world):
+    world.runner().run("canary", 0.1)
+    report = world.runner().run("promote")
+
+    assert report.outcome == "succeeded"
+    assert world.live() == Routing("2")
+    assert report.smoke.version_counts == {"2": SMOKE_REQUESTS}
+    # The next release canaries against the promoted version.
+    world.new_version()
+    world.runner().run("canary", 0.25)
+    assert world.live() == Routing("2", {"3": 0.25})
+
+
+def test_bad_candidate_is_rolled_back_to_zero_and_stable_traffic_is_untouched(world):
+    world.endpoint.configure(candidate_error_rate=0.6)
+
+    with pytest.raises(PhaseFailed) as failure:
+        world.runner().run("canary", 0.25)
+
+    report = failure.value.report
+    assert report.outcome == "rolled-back"
+    assert "error rate" in report.detail and "rolled back through Terraform" in report.detail
+    assert world.live() == Routing("1")
+    assert world.double.state(world.outdir / "stacks" / "dev")["canary_weight"] == 0
+    assert world.history.last("dev")["outcome"] == "rolled-back"
+    # The stable version answered every request it got: only candidate requests failed.
+    assert report.smoke.version_counts["1"] > 0
+
+
+def test_wrong_split_is_rolled_back(world):
+    world.runner().run("canary", 0.1)
+    # The endpoint serves 50 % to the candidate while the alias says 10 %.
+    with AliasPinned(world, weight=0.5):
+        with pytest.raises(PhaseFailed) as failure:
+            world.runner().run("canary", 0.1)
+    assert failure.value.report.outcome == "rolled-back"
+    assert "candidate" in failure.value.report.detail
+    assert world.live() == Routing("1")
+
+
+class AliasPinned:
+    """Stops the follower's effect by pinning the endpoint's split (a misrouting endpoint)."""
+
+    def __init__(self, world, weight):
+        self.world, self.weight = world, weight
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        def pin():
+            while not self._stop.wait(0.001):
+                self.world.endpoint.configure(stable_version="1", candidate_version="2",
+                                              weight=self.weight)
+        self._thread = threading.Thread(target=pin, daemon=True)
+        self._thread.start()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def test_alarm_in_alarm_state_rolls_the_canary_back(world):
+    world.aws.set_alarm_state(ALARMS[1], "ALARM")
+    with pytest.raises(PhaseFailed) as failure:
+        world.runner().run("canary", 0.1)
+    assert failure.value.report.outcome == "rolled-back"
+    assert ALARMS[1] in failure.value.report.detail
+    assert world.live() == Routing("1")
+
+
+def test_failed_apply_restores_the_live_alias_and_says_so(world):
+    world.runner().run("canary", 0.1)
+    world.double.configure(failures={"apply": "error-after-change"})
+
+    with pytest.raises(PhaseFailed) as failure:
+        world.runner().run("canary", 0.5)
+
+    report = failure.value.report
+    assert report.outcome == "failed"
+    assert "terraform apply failed" in report.detail
+    assert "live alias restored from v1 50 % + v2 50 % to v1 90 % + v2 10 %" in report.detail
+    assert world.live() == Routing("1", {"2": 0.1})
+
+
+def test_rollback_twice_is_harmless(world):
+    world.runner().run("canary", 0.1)
+    first = world.runner().run("rollback")
+    second = world.runner().run("rollback")
+    assert first.routing_after == second.routing_after == Routing("1")
+    assert second.smoke.version_counts == {"1": SMOKE_REQUESTS}
+
+
+def test_rollout_steps_through_to_promotion(world):
+    reports = world.runner().rollout((0.1, 0.5, 1.0), bake_seconds=0)
+    assert [r.phase for r in reports] == ["rollout-step", "rollout-step", "promote"]
+    assert all(r.outcome == "succeeded" for r in reports)
+    assert world.live() == Routing("2")
+
+
+def test_rollout_bake_rolls_back_on_an_alarm(world):
+    runner = world.runner()
+    original_sleep = runner.sleep
+    runner.sleep = lambda seconds: world.aws.set_alarm_state(ALARMS[0], "ALARM")
+    with pytest.raises(PhaseFailed) as failure:
+        runner.rollout((0.1, 1.0), bake_seconds=30)
+    runner.sleep = original_sleep
+    assert failure.value.report.outcome == "rolled-back"
+    assert ALARMS[0] in failure.value.report.detail
+    assert world.live() == Routing("1")
+
+
+def test_rollout_bake_pauses_when_the_canary_saw_too_little_traffic(world):
+    with pytest.raises(PhaseFailed) as failure:
+        world.runner().rollout((0.1, 1.0), bake_seconds=0.05)
+    report = failure.value.report
+    assert report.outcome == "paused"
+    assert "rerun `invoke rollout`" in report.detail
+    assert world.live() == Routing("1", {"2": 0.1})
+
+
+def test_fast_rollback_is_one_update_alias_then_terraform_agrees(world):
+    world.runner().run("canary", 0.1)
+    runner = world.runner()
+    live, seconds = runner.fast_rollback()
+    assert live.routing == Routing("1") == world.live()
+    report = runner.run("rollback")
+    assert report.outcome == "succeeded"
+    assert world.double.state(world.outdir / "stacks" / "dev")["canary_weight"] == 0
+
+
+# ------------------------------------------------------------------ the CLI itself
+
+def test_cli_canary_prints_one_summary_line_and_json(world):
+    result = world.invoke("canary", "--weight=0.1", "--requests=200")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("canary dev: succeeded - v1 90 % + v2 10 %")
+
+    status = world.invoke("status", "--json")
+    info = json.loads(status.stdout)
+    assert info["live_routing"] == {"primary_version": "1", "additional_version_weights": {"2": 0.1}}
+    assert info["drift"] is False and info["last_phase"]["phase"] == "canary"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("canary", "--weight=1.5"), "--weight '1.5' is not a share of traffic"),
+    (("canary", "--weight=nan"), "--weight 'nan' is not a share of traffic"),
+    (("canary", "--weight=0.1", "--env=qa"), "unknown environment 'qa'"),
+    (("rollout", "--steps=0.5,0.2,1"), "steps must be strictly ascending"),
+])
+def test_cli_bad_inputs_never_reach_apply(world, args, message):
+    applies = world.applies()
+    result = world.invoke(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert world.applies() == applies
+
+
+def test_cli_missing_terraform_binary_is_one_line(world, monkeypatch):
+    monkeypatch.setenv("TERRAFORM_BINARY", "/nonexistent/terraform")
+    result = world.invoke("canary", "--weight=0.1")
+    assert result.returncode != 0
+    assert "terraform binary '/nonexistent/terraform' not found" in result.stderr
+
+
+def test_cli_missing_credentials_is_one_line(world, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    applies = world.applies()
+    result = world.invoke("canary", "--weight=0.1")
+    assert result.returncode != 0
+    assert "no AWS credentials found" in result.stderr
+    assert world.applies() == applies
+
+
+def test_cli_concurrent_release_is_refused_with_the_holder(world):
+    from release.lock import ReleaseLock
+    applies = world.applies()
+    with ReleaseLock("dev", "invoke rollout"):
+        result = world.invoke("canary", "--weight=0.1")
+    assert result.returncode != 0
+    assert "environment dev is locked by" in result.stderr and "invoke rollout" in result.stderr
+    assert world.applies() == applies
