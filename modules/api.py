@@ -73,6 +73,9 @@ class RestApiFrontDoor(Construct):
             name=config.api_name,
             description="Front door of the released Lambda function (production alias).",
             endpoint_configuration=ApiGatewayRestApiEndpointConfiguration(types=["REGIONAL"]),
+            # Terraform already treats the API this way (the deployment that depends on it is
+            # create-before-destroy); stated here so a replaced API serves until the new one exists.
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
         self.resource = ApiGatewayResource(
             self, "resource",
@@ -139,6 +142,14 @@ class RestApiFrontDoor(Construct):
             ),
             depends_on=stage_depends_on or None,
         )
+        # Execution logs at ERROR level say why API Gateway failed a request that never reached
+        # Lambda (for example a missing invoke permission); the access log only has a summary.
+        # API Gateway would create this group itself, without a retention: create it first.
+        self.execution_log_group = CloudwatchLogGroup(
+            self, "execution_log_group",
+            name=f"API-Gateway-Execution-Logs_{self.api.id}/{settings.stage_name}",
+            retention_in_days=config.log_retention_days,
+        )
         self.method_settings = ApiGatewayMethodSettings(
             self, "method_settings",
             rest_api_id=self.api.id,
@@ -146,9 +157,11 @@ class RestApiFrontDoor(Construct):
             method_path="*/*",
             settings=ApiGatewayMethodSettingsSettings(
                 metrics_enabled=True,
+                logging_level="ERROR",
                 throttling_rate_limit=settings.throttling_rate_limit,
                 throttling_burst_limit=settings.throttling_burst_limit,
             ),
+            depends_on=[self.execution_log_group],
         )
 
     @property

@@ -172,7 +172,8 @@ def test_api_gateway_proxies_get_to_the_alias(env):
 
 
 def test_deployment_is_replaced_only_when_the_api_shape_changes(env):
-    _, stack = env
+    config, stack = env
+    api_name, _ = only(stack, "aws_api_gateway_rest_api")
     resource_name, _ = only(stack, "aws_api_gateway_resource")
     method_name, _ = only(stack, "aws_api_gateway_method")
     integration_name, _ = only(stack, "aws_api_gateway_integration")
@@ -200,8 +201,16 @@ def test_deployment_is_replaced_only_when_the_api_shape_changes(env):
     assert json.loads(stage["access_log_settings"]["format"])["requestId"] == "$context.requestId"
 
     assert settings["method_path"] == "*/*"
-    assert settings["settings"] == {"metrics_enabled": True, "throttling_burst_limit": 50,
-                                    "throttling_rate_limit": 100}
+    assert settings["settings"] == {"metrics_enabled": True, "logging_level": "ERROR",
+                                    "throttling_burst_limit": 50, "throttling_rate_limit": 100}
+    # The execution log group API Gateway would otherwise create without a retention.
+    execution_log_group_name, execution_log_group = next(
+        (key, value) for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
+        if value["name"].startswith("API-Gateway-Execution-Logs_"))
+    assert execution_log_group["name"] == (
+        "API-Gateway-Execution-Logs_" + ref("aws_api_gateway_rest_api", api_name, "id") + "/prod")
+    assert execution_log_group["retention_in_days"] == config.function.log_retention_days
+    assert settings["depends_on"] == [f"aws_cloudwatch_log_group.{execution_log_group_name}"]
 
 
 def test_alarms_watch_alias_canary_latency_throttles_and_the_stage(env):
