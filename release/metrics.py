@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
-from scipy.stats import binomtest, fisher_exact
 
 from release.aws import MISSING, VersionMetrics
 from release.config import AlarmThresholds
@@ -55,6 +54,9 @@ def _percent(rate: float | None) -> float | None:
 def _error_p_value(candidate: VersionMetrics, stable: VersionMetrics, limit_percent: float
                    ) -> float:
     """One-sided p-value for 'the candidate fails more often' than the stable (or the limit)."""
+    # Imported here: scipy.stats takes over a second to load (see release/stats.py).
+    from scipy.stats import binomtest, fisher_exact
+
     if stable.invocations:
         table = [[candidate.errors, candidate.invocations - candidate.errors],
                  [stable.errors, stable.invocations - stable.errors]]

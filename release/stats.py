@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy
-from scipy.stats import binom, binomtest
+
+# scipy.stats is imported where it is used: it takes over a second to load, which commands
+# that never test a split (status, rollback --fast, --help) should not pay.
 
 CONFIDENCE = 0.99
 ALPHA = 1 - CONFIDENCE
@@ -71,6 +73,8 @@ def check_split(candidate: int, total: int, expected_weight: float) -> SplitTest
             and 0 <= candidate <= total and total >= 1):
         raise SmokeInputError(f"split counts {candidate!r} of {total!r} are not usable: "
                               "pass whole numbers with 0 <= candidate <= total and total >= 1")
+    from scipy.stats import binomtest
+
     result = binomtest(candidate, total, weight)
     interval = result.proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return SplitTest(candidate=candidate, total=total, expected_weight=weight,
@@ -100,6 +104,8 @@ def default_request_count(weight: float) -> int:
 
 @functools.cache
 def _smallest_powerful_count(weight: float) -> int:
+    from scipy.stats import binom
+
     alternatives = {min(1.0, weight + DETECTABLE_SHIFT), max(0.0, weight - DETECTABLE_SHIFT)}
     bounds = None
     for n in range(MIN_REQUESTS, MAX_REQUESTS + 1):
@@ -119,6 +125,8 @@ def _acceptance_range(n: int, weight: float, previous: tuple[int, int] | None) -
     passing counts form one run around it. Starting from the previous n's bounds (they move by
     about one per step) keeps this to a few binomtest calls per n.
     """
+    from scipy.stats import binomtest
+
     def passes(k: int) -> bool:
         return binomtest(k, n, weight).pvalue >= ALPHA
 
