@@ -1,18 +1,19 @@
 """Release tasks: `invoke --list` shows them, `invoke <task> --help` documents every flag.
 
 A thin layer: arguments and messages here, the work in the `release` package. User errors end
-with one line and a non-zero exit, before anything is applied.
+with one line on stderr and a non-zero exit, before anything is applied. Each phase prints one
+summary line on stdout (or, with --json, a JSON result); progress goes to stderr on a terminal.
 """
 
+import sys
 import time
 from json import dumps
 
 from invoke import Exit, task
 
 from release import aws, synth as synthesis
-from release.config import ConfigError, EnvironmentConfig, load_config, synth_output_dir
+from release.config import ConfigError, EnvironmentConfig, ProjectConfig, load_config
 from release.console import ConsoleProgress
-from release.history import ReleaseHistory
 from release.lock import ReleaseLock, ReleaseLockedError
 from release.phases import PhaseInputError, parse_steps, parse_weight
 from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
@@ -21,106 +22,108 @@ from release.terraform import Terraform, TerraformError
 
 ENV_HELP = "Environment from environments.toml (default: dev)."
 JSON_HELP = "Print a machine-readable JSON result on stdout instead of the summary line."
-NO_SMOKE_HELP = "Skip the smoke check after the apply (alarms and the alias wait still run)."
+NO_SMOKE_HELP = "Skip the smoke check after the apply (the alias wait and alarm check still run)."
 REQUESTS_HELP = "Smoke requests (default 0: sized from the weight so 10 % vs 20 % is told apart)."
 LOCK_TIMEOUT_HELP = "How long Terraform waits for the state lock, e.g. 60s or 5m."
+# What a failing release step may raise besides PhaseFailed; each is one line for the user.
+USER_ERRORS = (ConfigError, PhaseInputError, ReleaseLockedError, TerraformError, aws.AwsError,
+               synthesis.SynthError)
 
 
-def _environment(env: str) -> EnvironmentConfig:
+def _fail(error: Exception) -> Exit:
+    return Exit(f"error: {error}")
+
+
+def _load(env: str) -> tuple[ProjectConfig, EnvironmentConfig]:
     try:
-        return load_config().environment(env)
+        config = load_config()
+        return config, config.environment(env)
     except ConfigError as error:
-        raise Exit(f"error: {error}") from None
+        raise _fail(error) from None
 
 
-def _ensure_synth(environment: EnvironmentConfig) -> None:
-    config = load_config()
-    if synthesis.is_up_to_date(config):
-        return
+def _synthesize(config: ProjectConfig, force: bool = False) -> float | None:
+    """Run the CDKTF app unless its output is up to date; returns the seconds it took."""
+    if not force and synthesis.is_up_to_date(config):
+        return None
+    started = time.monotonic()
     with ConsoleProgress() as progress:
         progress.status("synthesizing the stacks (python main.py)")
-        try:
-            synthesis.synthesize(config)
-        except synthesis.SynthError as error:
-            raise Exit(f"error: {error}") from None
+        synthesis.synthesize(config)
+    return time.monotonic() - started
 
 
-def _runner(environment: EnvironmentConfig, progress: ConsoleProgress, lock_timeout: str,
+def _runner(environment: EnvironmentConfig, progress: ConsoleProgress, *, lock_timeout: str,
             smoke: bool = True, requests: int = 0) -> ReleaseRunner:
     """Preflight (Terraform binary and version, AWS credentials, synthesized stack), then the runner."""
-    try:
-        terraform = Terraform(environment.stack_dir, lock_timeout=lock_timeout,
-                              on_line=progress.terraform_line)
-        terraform.version()
-        aws.preflight_credentials(environment.region)
-    except (TerraformError, aws.AwsError) as error:
-        raise Exit(f"error: {error}") from None
+    terraform = Terraform(environment.stack_dir, lock_timeout=lock_timeout,
+                          on_line=progress.terraform_line)
+    terraform.version()
+    aws.preflight_credentials(environment.region)
     if not (environment.stack_dir / "cdk.tf.json").is_file():
-        raise Exit(f"error: no synthesized stack at {environment.stack_dir}: run `invoke synth`")
+        raise synthesis.SynthError(f"no synthesized stack at {environment.stack_dir}: "
+                                   "run `invoke synth`")
     options = RunnerOptions(smoke=smoke, smoke_requests=requests or None)
     return ReleaseRunner(environment, terraform, options=options, progress=progress)
 
 
-def dumps_indented(value) -> str:
-    return dumps(value, indent=2)
-
-
-def _report(result, as_json: bool) -> None:
-    if as_json:
-        print(dumps_indented(result.to_dict()))
+def _print(result, as_json: bool) -> None:
+    """A report (or a rollout's list of them) as summary lines, or as JSON."""
+    reports = result if isinstance(result, list) else [result]
+    if not as_json:
+        for report in reports:
+            print(report.summary_line())
+    elif isinstance(result, list):
+        print(dumps([report.to_dict() for report in reports], indent=2))
     else:
-        print(result.summary_line())
+        print(dumps(result.to_dict(), indent=2))
 
 
-def _phase(env: str, kind: str, *, weight: float | None = None, smoke: bool = True,
-           requests: int = 0, as_json: bool = False, lock_timeout: str = "60s",
-           before_apply=None) -> None:
-    environment = _environment(env)
-    _ensure_synth(environment)
-    with ConsoleProgress() as progress:
-        runner = _runner(environment, progress, lock_timeout, smoke, requests)
-        try:
-            with ReleaseLock(environment.name, f"invoke {kind}"):
-                if before_apply:
-                    before_apply(runner)
-                report = runner.run(kind, weight)
-        except ReleaseLockedError as error:
-            raise Exit(f"error: {error}") from None
-        except (PhaseInputError, TerraformError, aws.AwsError) as error:
-            raise Exit(f"error: {error}") from None
-        except PhaseFailed as failure:
-            _report(failure.report, as_json)
-            raise Exit(code=1) from None
-    _report(report, as_json)
+def _release(env: str, command: str, work, *, as_json: bool, lock_timeout: str,
+             smoke: bool = True, requests: int = 0):
+    """Load, synth if needed, preflight, lock, then return `work(runner)`'s report(s).
 
-
-@task(help={"force": "Synthesize even when nothing that feeds the app changed."})
-def synth(c, force=False):
-    """Synthesize every environment's stack into cdktf.out (skipped when up to date)."""
+    A failed phase is printed here (its report, or with --json everything done so far) and
+    ends the command with exit code 1."""
+    config, environment = _load(env)
     try:
-        config = load_config()
-    except ConfigError as error:
-        raise Exit(f"error: {error}") from None
-    if not force and synthesis.is_up_to_date(config):
-        print(f"synth: up to date ({synth_output_dir()})")
-        return
-    started = time.monotonic()
-    with ConsoleProgress() as progress:
-        progress.status("synthesizing the stacks (python main.py)")
-        try:
-            synthesis.synthesize(config)
-        except synthesis.SynthError as error:
-            raise Exit(f"error: {error}") from None
-    print(f"synth: {', '.join(config.environments)} in {time.monotonic() - started:.1f} s "
-          f"({synth_output_dir()}/stacks)")
+        _synthesize(config)
+        with ConsoleProgress() as progress:
+            runner = _runner(environment, progress, lock_timeout=lock_timeout, smoke=smoke,
+                             requests=requests)
+            with ReleaseLock(environment.name, f"invoke {command}"):
+                result = work(runner)
+    except PhaseFailed as failure:
+        _print(failure.result if as_json else failure.report, as_json)
+        raise Exit(code=1) from None
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+    return result
+
+
+@task(help={"env": "Only check that this environment is known (every stack is synthesized "
+                   "together: one app, about the cost of one).",
+            "force": "Synthesize even when nothing that feeds the app changed."})
+def synth(c, env="dev", force=False):
+    """Synthesize every environment's stack into cdktf.out (skipped when up to date)."""
+    config, _ = _load(env)
+    try:
+        seconds = _synthesize(config, force)
+    except synthesis.SynthError as error:
+        raise _fail(error) from None
+    stacks = synthesis.synth_output_dir() / "stacks"
+    if seconds is None:
+        print(f"synth: up to date ({stacks})")
+    else:
+        print(f"synth: {', '.join(config.environments)} in {seconds:.1f} s ({stacks})")
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
 def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s"):
     """Publish new code as the candidate at weight 0 (first deployment: it takes all traffic)."""
-    _phase(env, "deploy", smoke=not no_smoke, requests=requests, as_json=json,
-           lock_timeout=lock_timeout)
+    _print(_release(env, "deploy", lambda runner: runner.run("deploy"), as_json=json,
+                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
 
 
 @task(help={"weight": "Share of requests for the new version, from 0 to 1 (e.g. 0.1).",
@@ -131,17 +134,17 @@ def canary(c, weight, env="dev", no_smoke=False, requests=0, json=False, lock_ti
     try:
         share = parse_weight(weight)
     except PhaseInputError as error:
-        raise Exit(f"error: {error}") from None
-    _phase(env, "canary", weight=share, smoke=not no_smoke, requests=requests, as_json=json,
-           lock_timeout=lock_timeout)
+        raise _fail(error) from None
+    _print(_release(env, "canary", lambda runner: runner.run("canary", share), as_json=json,
+                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
 def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s"):
     """Blue-green switch: all traffic to the new version, which becomes the stable one."""
-    _phase(env, "promote", smoke=not no_smoke, requests=requests, as_json=json,
-           lock_timeout=lock_timeout)
+    _print(_release(env, "promote", lambda runner: runner.run("promote"), as_json=json,
+                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
 
 
 @task(help={"env": ENV_HELP,
@@ -150,12 +153,19 @@ def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="
             "lock_timeout": LOCK_TIMEOUT_HELP})
 def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, lock_timeout="60s"):
     """All traffic back to the stable version (weight 0); running it twice is harmless."""
-    def fast_path(runner):
-        live, seconds = runner.fast_rollback()
-        print(f"rollback {env}: traffic at {live.routing.describe()} after one UpdateAlias "
-              f"({seconds * 1000:.0f} ms); applying to bring Terraform's state in line")
-    _phase(env, "rollback", smoke=not no_smoke, requests=requests, as_json=json,
-           lock_timeout=lock_timeout, before_apply=fast_path if fast else None)
+    def work(runner):
+        if fast:
+            try:
+                live, seconds = runner.fast_rollback()
+                print(f"rollback {env}: traffic at {live.routing.describe()} after one UpdateAlias "
+                      f"({seconds * 1000:.0f} ms); applying so Terraform's state agrees",
+                      file=sys.stderr)
+            except (aws.AwsError, PhaseInputError) as error:
+                print(f"rollback {env}: fast path failed ({error}); rolling back through Terraform",
+                      file=sys.stderr)
+        return runner.run("rollback")
+    _print(_release(env, "rollback", work, as_json=json, lock_timeout=lock_timeout,
+                    smoke=not no_smoke, requests=requests), json)
 
 
 @task(help={"env": ENV_HELP,
@@ -166,35 +176,20 @@ def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, l
 def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=False,
             lock_timeout="60s"):
     """Step through the weights with a bake after each; any failure rolls back to 0."""
-    environment = _environment(env)
+    _, environment = _load(env)
     try:
         weights = parse_steps(steps) if steps else environment.rollout.steps
     except PhaseInputError as error:
-        raise Exit(f"error: {error}") from None
+        raise _fail(error) from None
     bake_seconds = environment.rollout.bake_seconds if int(bake) < 0 else int(bake)
-    _ensure_synth(environment)
-    reports = []
-    with ConsoleProgress() as progress:
-        runner = _runner(environment, progress, lock_timeout, not no_smoke, requests)
-        try:
-            with ReleaseLock(environment.name, "invoke rollout"):
-                for report in runner.rollout(weights, bake_seconds):
-                    reports.append(report)
-                    if not json:
-                        print(report.summary_line())
-        except ReleaseLockedError as error:
-            raise Exit(f"error: {error}") from None
-        except (PhaseInputError, TerraformError, aws.AwsError) as error:
-            raise Exit(f"error: {error}") from None
-        except PhaseFailed as failure:
-            reports.append(failure.report)
-            if json:
-                print(dumps_indented([r.to_dict() for r in reports]))
-            else:
-                print(failure.report.summary_line())
-            raise Exit(code=1) from None
+    # Humans see each step's line as it finishes (bakes take minutes); pipelines get one JSON list.
+    on_step = None if json else (lambda report: print(report.summary_line(), flush=True))
+    reports = _release(env, "rollout",
+                       lambda runner: runner.rollout(weights, bake_seconds, on_step=on_step),
+                       as_json=json, lock_timeout=lock_timeout, smoke=not no_smoke,
+                       requests=requests)
     if json:
-        print(dumps_indented([r.to_dict() for r in reports]))
+        _print(reports, json)
 
 
 @task(help={"url": "Endpoint to test, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod/demo.",
@@ -209,8 +204,8 @@ def smoke(c, url, expect_weight=0.0, candidate_version="", requests=0, concurren
                              candidate_version=candidate_version or None,
                              requests=requests or None, concurrency=concurrency)
     except (SmokeInputError, PhaseInputError) as error:
-        raise Exit(f"error: {error}") from None
-    print(dumps_indented(result.to_dict()) if json else result.summary())
+        raise _fail(error) from None
+    print(dumps(result.to_dict(), indent=2) if json else result.summary())
     if not result.passed:
         raise Exit(code=1)
 
@@ -218,26 +213,25 @@ def smoke(c, url, expect_weight=0.0, candidate_version="", requests=0, concurren
 @task(help={"env": ENV_HELP, "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
 def status(c, env="dev", json=False, lock_timeout="60s"):
     """Live alias routing, versions, alarms, endpoint, last phase; flags drift from Terraform."""
-    environment = _environment(env)
-    with ConsoleProgress() as progress:
-        runner = _runner(environment, progress, lock_timeout)
-        try:
-            info = runner.status()
-        except (TerraformError, aws.AwsError) as error:
-            raise Exit(f"error: {error}") from None
+    _, environment = _load(env)
+    try:
+        with ConsoleProgress() as progress:
+            info = _runner(environment, progress, lock_timeout=lock_timeout).status()
+    except USER_ERRORS as error:
+        raise _fail(error) from None
     if json:
-        print(dumps_indented(info))
+        print(dumps(info, indent=2))
         return
     if not info["deployed"]:
         print(f"{env}: not deployed yet (run `invoke deploy --env {env}`)")
         return
-    last = info["last_phase"]
     print(f"{env}: {info['live_routing_text']} at {info['endpoint']}")
     print(f"  candidate v{info['candidate_version']}, stable v{info['stable_version'] or '-'}")
     if info["drift"]:
         print(f"  DRIFT: Terraform expects {info['terraform_routing']}, the live alias differs; "
               "rerun the last phase or `invoke rollback`")
     print("  alarms: " + ", ".join(f"{name} {state}" for name, state in info["alarms"].items()))
+    last = info["last_phase"]
     if last:
         print(f"  last phase: {last['phase']} {last['outcome']} at {last['time']} by {last['caller']}")
 
@@ -246,18 +240,20 @@ def status(c, env="dev", json=False, lock_timeout="60s"):
             "lock_timeout": LOCK_TIMEOUT_HELP})
 def destroy(c, env="dev", yes=False, lock_timeout="60s"):
     """Destroy the environment's stack (asks first unless --yes)."""
-    environment = _environment(env)
+    _, environment = _load(env)
     if not yes:
+        if not sys.stdin.isatty():
+            raise Exit("error: destroy needs confirmation: pass --yes when no one can answer")
         answer = input(f"Destroy every resource of {env} ({environment.function_name})? "
-                       f"Type the environment name to confirm: ")
+                       "Type the environment name to confirm: ")
         if answer.strip() != env:
             raise Exit("destroy: not confirmed, nothing changed")
-    with ConsoleProgress() as progress:
-        runner = _runner(environment, progress, lock_timeout, smoke=False)
-        try:
+    try:
+        with ConsoleProgress() as progress:
+            terraform = _runner(environment, progress, lock_timeout=lock_timeout).terraform
             with ReleaseLock(environment.name, "invoke destroy"):
-                plan = runner.terraform.plan({}, destroy=True)
-                runner.terraform.apply(plan)
-        except (ReleaseLockedError, TerraformError) as error:
-            raise Exit(f"error: {error}") from None
+                plan = terraform.plan({}, destroy=True)
+                terraform.apply(plan)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
     print(f"destroy {env}: {plan.summary}")

@@ -124,6 +124,9 @@ class PhaseFailed(Exception):
     def __init__(self, report: PhaseReport) -> None:
         super().__init__(report.summary_line())
         self.report = report
+        # What the command had produced when it failed: this report, or for a rollout the
+        # reports of the steps before it too.
+        self.result: PhaseReport | list[PhaseReport] = report
 
 
 @dataclass
@@ -186,6 +189,9 @@ class ReleaseRunner:
             self.terraform.apply(plan)
         except TerraformError as error:
             raise self._failed(self._after_failed_apply(base, live, error), started) from None
+        except KeyboardInterrupt:
+            # The runner lets Terraform finish its state write before this arrives.
+            raise self._failed(self._interrupted(base, state), started) from None
         after = self.stack_state()
         base = replace(base, routing_after=after.routing, candidate_version=after.candidate_version,
                        plan_summary=str(plan.summary))
@@ -288,6 +294,14 @@ class ReleaseRunner:
                                f"{restored.routing.describe()}; run `invoke rollback` or rerun "
                                "the phase to bring Terraform's state in line"))
 
+    def _interrupted(self, report: PhaseReport, state: StackState) -> PhaseReport:
+        after = self.stack_state()
+        live = self.live_alias(after if after.deployed else state)
+        where = live.routing.describe() if live else "nothing deployed"
+        return replace(report, outcome="interrupted", routing_after=live.routing if live else None,
+                       detail=f"stopped by Ctrl-C during the apply; traffic is at {where}: rerun "
+                              "the phase or `invoke rollback`")
+
     # ------------------------------------------------------------------ endings
 
     def _finished(self, report: PhaseReport, started: float) -> PhaseReport:
@@ -312,19 +326,26 @@ class ReleaseRunner:
                                     revision_id=live.revision_id)
         return updated, self.clock() - started
 
-    def rollout(self, steps: tuple[float, ...], bake_seconds: float) -> list[PhaseReport]:
+    def rollout(self, steps: tuple[float, ...], bake_seconds: float, *,
+                on_step: Callable[[PhaseReport], None] | None = None) -> list[PhaseReport]:
         """Each step: apply, check, then bake while judging alarms and per-version metrics."""
-        reports = []
+        reports: list[PhaseReport] = []
         state = self.stack_state()
         live = self.live_alias(state)
         # Resume where traffic stands: steps at or below the running canary's weight are done.
         current = live.routing.canary_weight if live else 0.0
-        for step in (step for step in steps if step > current):
-            kind = "promote" if step >= 1 else "rollout-step"
-            report = self.run(kind, step)
-            reports.append(report)
-            if kind == "rollout-step" and bake_seconds > 0:
-                reports[-1] = self.bake(report, bake_seconds)
+        try:
+            for step in (step for step in steps if step > current):
+                kind = "promote" if step >= 1 else "rollout-step"
+                report = self.run(kind, step)
+                if kind == "rollout-step" and bake_seconds > 0:
+                    report = self.bake(report, bake_seconds)
+                reports.append(report)
+                if on_step:
+                    on_step(report)
+        except PhaseFailed as failure:
+            failure.result = [*reports, failure.report]
+            raise
         return reports
 
     def bake(self, report: PhaseReport, bake_seconds: float) -> PhaseReport:

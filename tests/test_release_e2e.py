@@ -325,3 +325,46 @@ def test_cli_concurrent_release_is_refused_with_the_holder(world):
     assert result.returncode != 0
     assert "environment dev is locked by" in result.stderr and "invoke rollout" in result.stderr
     assert world.applies() == applies
+
+
+def test_ctrl_c_during_an_apply_is_recorded_with_where_traffic_stands(world, monkeypatch):
+    world.runner().run("canary", 0.1)
+    runner = world.runner()
+
+    def interrupted_apply(plan):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.terraform, "apply", interrupted_apply)
+    with pytest.raises(PhaseFailed) as failure:
+        runner.run("canary", 0.5)
+    report = failure.value.report
+    assert report.outcome == "interrupted"
+    assert "traffic is at v1 90 % + v2 10 %" in report.detail
+    assert world.history.last("dev")["outcome"] == "interrupted"
+
+
+def test_cli_rollout_prints_one_line_per_step(world):
+    result = world.invoke("rollout", "--steps=0.1,1", "--bake=0", "--requests=200")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["rollout-step dev", "promote dev"]
+    assert world.live() == Routing("2")
+
+
+def test_cli_rollback_fast_moves_traffic_first_then_applies(world):
+    world.runner().run("canary", 0.1)
+    result = world.invoke("rollback", "--fast", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "after one UpdateAlias" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "succeeded"
+    assert report["routing_after"] == {"primary_version": "1", "additional_version_weights": {}}
+    assert world.live() == Routing("1")
+
+
+def test_cli_failed_canary_exits_non_zero_with_the_reason(world):
+    world.endpoint.configure(candidate_error_rate=0.6)
+    result = world.invoke("canary", "--weight=0.25", "--requests=200")
+    assert result.returncode == 1
+    assert result.stdout.startswith("canary dev: rolled-back - v1 100 %")
+    assert world.live() == Routing("1")
