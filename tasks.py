@@ -6,12 +6,14 @@ summary line on stdout (or, with --json, a JSON result); progress goes to stderr
 """
 
 import sys
+import tempfile
 import time
 from json import dumps
+from pathlib import Path
 
 from invoke import Exit, task
 
-from release import aws, synth as synthesis
+from release import aws, committed, synth as synthesis
 from release.config import ConfigError, EnvironmentConfig, ProjectConfig, load_config
 from release.console import ConsoleProgress
 from release.lock import ReleaseLock, ReleaseLockedError
@@ -34,22 +36,30 @@ def _fail(error: Exception) -> Exit:
     return Exit(f"error: {error}")
 
 
-def _load(env: str) -> tuple[ProjectConfig, EnvironmentConfig]:
+def _load_config() -> ProjectConfig:
     try:
-        config = load_config()
+        return load_config()
+    except ConfigError as error:
+        raise _fail(error) from None
+
+
+def _load(env: str) -> tuple[ProjectConfig, EnvironmentConfig]:
+    config = _load_config()
+    try:
         return config, config.environment(env)
     except ConfigError as error:
         raise _fail(error) from None
 
 
-def _synthesize(config: ProjectConfig, force: bool = False) -> float | None:
+def _synthesize(config: ProjectConfig, force: bool = False,
+                outdir: Path | None = None) -> float | None:
     """Run the CDKTF app unless its output is up to date; returns the seconds it took."""
-    if not force and synthesis.is_up_to_date(config):
+    if not force and synthesis.is_up_to_date(config, outdir):
         return None
     started = time.monotonic()
     with ConsoleProgress() as progress:
         progress.status("synthesizing the stacks (python main.py)")
-        synthesis.synthesize(config)
+        synthesis.synthesize(config, outdir)
     return time.monotonic() - started
 
 
@@ -103,19 +113,30 @@ def _release(env: str, command: str, work, *, as_json: bool, lock_timeout: str,
 
 @task(help={"env": "Only check that this environment is known (every stack is synthesized "
                    "together: one app, about the cost of one).",
-            "force": "Synthesize even when nothing that feeds the app changed."})
-def synth(c, env="dev", force=False):
-    """Synthesize every environment's stack into cdktf.out (skipped when up to date)."""
-    config, _ = _load(env)
+            "force": "Synthesize even when nothing that feeds the app changed.",
+            "check": "Synthesize into a temporary directory and fail if the committed terraform/ "
+                     "differs from it (for CI); changes nothing."})
+def synth(c, env="", force=False, check=False):
+    """Synthesize every environment into cdktf.out and refresh the committed terraform/<env>."""
+    config = _load(env)[0] if env else _load_config()
     try:
+        if check:
+            with tempfile.TemporaryDirectory() as scratch:
+                _synthesize(config, force=True, outdir=Path(scratch))
+                committed.check(config, Path(scratch))
+            print(f"synth --check: {committed.COMMITTED_ROOT.name}/ matches a fresh synth "
+                  f"({', '.join(config.environments)})")
+            return
         seconds = _synthesize(config, force)
-    except synthesis.SynthError as error:
+        changed = committed.write_all(config, synthesis.synth_output_dir())
+    except (synthesis.SynthError, committed.CommittedError) as error:
         raise _fail(error) from None
     stacks = synthesis.synth_output_dir() / "stacks"
-    if seconds is None:
-        print(f"synth: up to date ({stacks})")
-    else:
-        print(f"synth: {', '.join(config.environments)} in {seconds:.1f} s ({stacks})")
+    print(f"synth: up to date ({stacks})" if seconds is None else
+          f"synth: {', '.join(config.environments)} in {seconds:.1f} s ({stacks})")
+    if changed:
+        print(f"synth: refreshed {', '.join(f'{committed.COMMITTED_ROOT.name}/{name}' for name in changed)}"
+              " (commit it for Terraform Cloud runs)")
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,

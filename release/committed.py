@@ -1,0 +1,110 @@
+"""The committed Terraform: each environment's synthesized stack under `terraform/<env>/`, for
+runs that cannot synthesize (Terraform Cloud VCS-driven workspaces have no Python or Node).
+
+The committed form is the synthesized stack directory (`cdk.tf.json` plus its `assets/`: the
+function archive and the traffic-policy module, all referenced by relative paths) without its
+backend: the workspace that runs it keeps the state. Next to it, `phase.auto.tfvars.json` holds
+the phase (`canary_weight`, `stable_version`); Terraform loads it by itself, so changing the
+phase is a one-file commit that a pull request shows and reviews like code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+from release.config import PROJECT_ROOT, ProjectConfig
+
+COMMITTED_ROOT = PROJECT_ROOT / "terraform"
+PHASE_FILE = "phase.auto.tfvars.json"
+STACK_FILE = "cdk.tf.json"
+# Only these come from the synth; everything else in a stack directory (.terraform, plans, local
+# state) is a by-product of running Terraform there.
+SYNTHESIZED = (STACK_FILE, "assets")
+
+
+class CommittedError(Exception):
+    """The committed Terraform is missing or stale; the message says which and how to refresh."""
+
+
+def committed_files(stack_dir: Path) -> dict[str, bytes]:
+    """Relative path -> content of the committed form of one synthesized stack directory."""
+    stack = json.loads((stack_dir / STACK_FILE).read_text())
+    terraform = stack.get("terraform", {})
+    terraform.pop("backend", None)
+    terraform.pop("cloud", None)
+    stack.get("//", {}).get("metadata", {}).pop("backend", None)
+    files = {STACK_FILE: (json.dumps(stack, indent=2, sort_keys=True) + "\n").encode()}
+    for path in sorted((stack_dir / "assets").rglob("*")):
+        if path.is_file():
+            files[path.relative_to(stack_dir).as_posix()] = path.read_bytes()
+    return files
+
+
+def _present(directory: Path) -> dict[str, bytes]:
+    return {path.relative_to(directory).as_posix(): path.read_bytes()
+            for path in sorted(directory.rglob("*"))
+            if path.is_file() and path.relative_to(directory).parts[0] in SYNTHESIZED}
+
+
+def write(stack_dir: Path, directory: Path) -> bool:
+    """Refresh `directory` from `stack_dir`; keeps the phase file. True if anything changed."""
+    wanted = committed_files(stack_dir)
+    if _present(directory) == wanted:
+        return False
+    for name in SYNTHESIZED:
+        target = directory / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for relative, content in wanted.items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    if not (directory / PHASE_FILE).exists():
+        write_phase(directory, {"canary_weight": 0, "stable_version": ""})
+    return True
+
+
+def write_all(config: ProjectConfig, outdir: Path, root: Path = COMMITTED_ROOT) -> list[str]:
+    """Refresh every environment's committed Terraform; returns those that changed."""
+    return [name for name in config.environments
+            if write(outdir / "stacks" / name, root / name)]
+
+
+def differences(stack_dir: Path, directory: Path) -> list[str]:
+    """What differs between a fresh synth and the committed directory ([] when equal)."""
+    wanted, present = committed_files(stack_dir), _present(directory)
+    changed = sorted(name for name in wanted.keys() & present.keys() if wanted[name] != present[name])
+    missing = sorted(wanted.keys() - present.keys())
+    extra = sorted(present.keys() - wanted.keys())
+    return ([f"changed {name}" for name in changed] + [f"missing {name}" for name in missing]
+            + [f"left over {name}" for name in extra])
+
+
+def check(config: ProjectConfig, outdir: Path, root: Path = COMMITTED_ROOT) -> None:
+    """Raise CommittedError naming each environment whose committed Terraform is stale."""
+    problems = []
+    for name in config.environments:
+        found = differences(outdir / "stacks" / name, root / name)
+        if found:
+            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            problems.append(f"{root.name}/{name} ({shown})")
+    if problems:
+        raise CommittedError(f"committed Terraform differs from a fresh synth: {'; '.join(problems)}; "
+                             f"run `invoke synth` and commit {root.name}/")
+
+
+def read_phase(directory: Path) -> dict[str, object]:
+    path = directory / PHASE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {"canary_weight": 0, "stable_version": ""}
+
+
+def write_phase(directory: Path, variables: Mapping[str, object]) -> Path:
+    path = directory / PHASE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(variables), indent=2) + "\n")
+    return path

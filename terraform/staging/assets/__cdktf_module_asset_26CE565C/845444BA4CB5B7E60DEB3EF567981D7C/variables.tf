@@ -1,0 +1,31 @@
+variable "candidate_version" {
+  description = "The Lambda version Terraform just published (the code under release). Must be a published version number, never $LATEST."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]+$", var.candidate_version))
+    error_message = "The candidate_version must be a published Lambda version number such as \"7\"; $LATEST cannot take weighted traffic."
+  }
+}
+
+variable "stable_version" {
+  description = "The version that serves traffic before this release: \"\" on the first deployment (nothing stable yet), otherwise a published version number."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[0-9]*$", var.stable_version))
+    error_message = "The stable_version must be empty (first deployment) or a published Lambda version number such as \"3\"."
+  }
+}
+
+variable "canary_weight" {
+  description = "Share of requests for the candidate while a stable version exists: 0 keeps (or rolls back to) the stable version, 1 switches everything to the candidate."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.canary_weight >= 0 && var.canary_weight <= 1
+    error_message = "The canary_weight must be a number from 0 to 1, for example 0.1 for 10 percent of requests."
+  }
+}
