@@ -14,10 +14,10 @@ from pathlib import Path
 from invoke import Exit, task
 
 from release import aws, committed, synth as synthesis
-from release.config import ConfigError, EnvironmentConfig, ProjectConfig, load_config
+from release.config import ALIAS_NAME, ConfigError, EnvironmentConfig, ProjectConfig, load_config
 from release.console import ConsoleProgress
 from release.lock import ReleaseLock, ReleaseLockedError
-from release.phases import PhaseInputError, parse_steps, parse_weight
+from release.phases import PhaseInputError, parse_steps, parse_weight, plan_committed
 from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
 from release.smoke import SmokeInputError, smoke_check
 from release.terraform import Terraform, TerraformError
@@ -29,7 +29,17 @@ REQUESTS_HELP = "Smoke requests (default 0: sized from the weight so 10 % vs 20 
 LOCK_TIMEOUT_HELP = "How long Terraform waits for the state lock, e.g. 60s or 5m."
 # What a failing release step may raise besides PhaseFailed; each is one line for the user.
 USER_ERRORS = (ConfigError, PhaseInputError, ReleaseLockedError, TerraformError, aws.AwsError,
-               synthesis.SynthError)
+               synthesis.SynthError, committed.CommittedError)
+COMMIT_HELP = ("Do not apply: write the phase to terraform/<env>/phase.auto.tfvars.json and git-commit "
+               "that file alone, for a Terraform Cloud VCS-driven workspace to apply.")
+STABLE_VERSION_HELP = ("With --commit: the version serving traffic now ('' on the first deployment); "
+                       "default auto reads it from the live alias.")
+PHASE_TEXT = {
+    "deploy": "deploy (new version idle, stable v{stable})",
+    "canary": "canary {percent:g} % on the new version, stable v{stable}",
+    "promote": "promote the new version (blue-green switch from v{stable})",
+    "rollback": "rollback to v{stable}",
+}
 
 
 def _fail(error: Exception) -> Exit:
@@ -111,6 +121,40 @@ def _release(env: str, command: str, work, *, as_json: bool, lock_timeout: str,
     return result
 
 
+def _commit(env: str, kind: str, weight: float | None = None, stable_version: str = "auto") -> None:
+    """The phase as a commit of its phase file, for a VCS-driven Terraform Cloud workspace."""
+    config, environment = _load(env)
+    directory = committed.committed_root() / env
+    try:
+        _synthesize(config)
+        stale = committed.differences(environment.stack_dir, directory)
+        if stale:
+            raise committed.CommittedError(
+                f"{committed.committed_root().name}/{env} is stale ({stale[0]}): run `invoke synth` and "
+                "commit it first, so that the phase commit holds only the phase")
+        live = None
+        if stable_version == "auto" or kind == "deploy":
+            try:
+                aws.preflight_credentials(environment.region)
+                live = aws.read_alias(aws.client("lambda", environment.region),
+                                      environment.function_name, ALIAS_NAME).routing
+            except aws.AwsError as error:
+                if stable_version == "auto" and kind != "rollback":
+                    raise PhaseInputError(f"cannot read the live alias ({error}); pass "
+                                          "--stable-version N") from None
+        variables = plan_committed(kind, committed.read_phase(directory), live, weight,
+                                   None if stable_version == "auto" else stable_version)
+        text = PHASE_TEXT[kind].format(percent=variables.canary_weight * 100,
+                                       stable=variables.stable_version or "(none)")
+        commit = committed.commit_phase(directory, variables.as_terraform(), f"release({env}): {text}")
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+    where = f"{committed.committed_root().name}/{env}/{committed.PHASE_FILE}"
+    print(f"{kind} {env}: {where} already holds this phase, nothing to commit" if commit is None
+          else f"{kind} {env}: committed {commit} \"release({env}): {text}\" ({where}); push it for "
+               "the workspace to apply")
+
+
 @task(help={"env": "Only check that this environment is known (every stack is synthesized "
                    "together: one app, about the cost of one).",
             "force": "Synthesize even when nothing that feeds the app changed.",
@@ -124,7 +168,7 @@ def synth(c, env="", force=False, check=False):
             with tempfile.TemporaryDirectory() as scratch:
                 _synthesize(config, force=True, outdir=Path(scratch))
                 committed.check(config, Path(scratch))
-            print(f"synth --check: {committed.COMMITTED_ROOT.name}/ matches a fresh synth "
+            print(f"synth --check: {committed.committed_root().name}/ matches a fresh synth "
                   f"({', '.join(config.environments)})")
             return
         seconds = _synthesize(config, force)
@@ -135,35 +179,50 @@ def synth(c, env="", force=False, check=False):
     print(f"synth: up to date ({stacks})" if seconds is None else
           f"synth: {', '.join(config.environments)} in {seconds:.1f} s ({stacks})")
     if changed:
-        print(f"synth: refreshed {', '.join(f'{committed.COMMITTED_ROOT.name}/{name}' for name in changed)}"
+        print(f"synth: refreshed {', '.join(f'{committed.committed_root().name}/{name}' for name in changed)}"
               " (commit it for Terraform Cloud runs)")
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
-            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
-def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s"):
+            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
+            "stable_version": STABLE_VERSION_HELP})
+def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
+           stable_version="auto"):
     """Publish new code as the candidate at weight 0 (first deployment: it takes all traffic)."""
+    if commit:
+        return _commit(env, "deploy", stable_version=stable_version)
     _print(_release(env, "deploy", lambda runner: runner.run("deploy"), as_json=json,
                     lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
 
 
 @task(help={"weight": "Share of requests for the new version, from 0 to 1 (e.g. 0.1).",
             "env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
-            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
-def canary(c, weight, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s"):
+            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
+            "stable_version": STABLE_VERSION_HELP})
+def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s",
+           commit=False, stable_version="auto"):
     """Send a share of traffic to the new version, verify it, roll back by itself on failure."""
+    if weight == "":
+        raise Exit("error: canary needs the share of traffic for the new version: pass --weight, "
+                   "e.g. --weight=0.1")
     try:
         share = parse_weight(weight)
     except PhaseInputError as error:
         raise _fail(error) from None
+    if commit:
+        return _commit(env, "canary", share, stable_version)
     _print(_release(env, "canary", lambda runner: runner.run("canary", share), as_json=json,
                     lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
-            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
-def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s"):
+            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
+            "stable_version": STABLE_VERSION_HELP})
+def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
+            stable_version="auto"):
     """Blue-green switch: all traffic to the new version, which becomes the stable one."""
+    if commit:
+        return _commit(env, "promote", stable_version=stable_version)
     _print(_release(env, "promote", lambda runner: runner.run("promote"), as_json=json,
                     lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
 
@@ -171,9 +230,12 @@ def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="
 @task(help={"env": ENV_HELP,
             "fast": "First point the alias back with one Lambda API call, then apply.",
             "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP, "json": JSON_HELP,
-            "lock_timeout": LOCK_TIMEOUT_HELP})
-def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, lock_timeout="60s"):
+            "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP})
+def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, lock_timeout="60s",
+             commit=False):
     """All traffic back to the stable version (weight 0); running it twice is harmless."""
+    if commit:
+        return _commit(env, "rollback")
     def work(runner):
         if fast:
             try:
@@ -218,8 +280,10 @@ def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=Fa
             "candidate_version": "Candidate's Lambda version (default: the highest version seen).",
             "requests": REQUESTS_HELP, "concurrency": "Requests in flight at once.",
             "json": JSON_HELP})
-def smoke(c, url, expect_weight=0.0, candidate_version="", requests=0, concurrency=16, json=False):
+def smoke(c, url="", expect_weight=0.0, candidate_version="", requests=0, concurrency=16, json=False):
     """Statistical smoke check of any endpoint that answers like the demo function."""
+    if not url:
+        raise Exit("error: smoke needs the endpoint: pass --url, e.g. the stack's api_url output")
     try:
         result = smoke_check(url, expected_weight=parse_weight(expect_weight, "--expect-weight"),
                              candidate_version=candidate_version or None,

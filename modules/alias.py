@@ -8,7 +8,7 @@ from cdktf import Token
 from cdktf_cdktf_provider_aws.lambda_alias import LambdaAlias, LambdaAliasRoutingConfig
 from constructs import Construct
 
-ALIAS_NAME = "production"
+from release.config import ALIAS_NAME
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from modules.alarms import AlarmsConfig, ReleaseAlarms
-from modules.alias import ALIAS_NAME, AliasConfig, ProductionAlias
+from modules.alias import AliasConfig, ProductionAlias
 from modules.api import ApiConfig, RestApiFrontDoor
 from modules.backend import configure_backend
 from modules.function import FunctionConfig, ReleasedFunction
 from modules.phase_variables import PhaseVariables
 from modules.traffic_policy import TrafficPolicy, TrafficPolicyConfig
-from release.config import EnvironmentConfig
+from release.config import ALIAS_NAME, EnvironmentConfig
 
 
 class SafeReleaseStack(TerraformStack):

@@ -11,13 +11,20 @@ phase is a one-file commit that a pull request shows and reviews like code.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Mapping
 
 from release.config import PROJECT_ROOT, ProjectConfig
 
-COMMITTED_ROOT = PROJECT_ROOT / "terraform"
+
+
+def committed_root() -> Path:
+    """`terraform/` in the project ($SAFE_RELEASE_TERRAFORM_DIR elsewhere, e.g. in tests)."""
+    return Path(os.environ.get("SAFE_RELEASE_TERRAFORM_DIR") or PROJECT_ROOT / "terraform")
+
 PHASE_FILE = "phase.auto.tfvars.json"
 STACK_FILE = "cdk.tf.json"
 # Only these come from the synth; everything else in a stack directory (.terraform, plans, local
@@ -69,8 +76,9 @@ def write(stack_dir: Path, directory: Path) -> bool:
     return True
 
 
-def write_all(config: ProjectConfig, outdir: Path, root: Path = COMMITTED_ROOT) -> list[str]:
+def write_all(config: ProjectConfig, outdir: Path, root: Path | None = None) -> list[str]:
     """Refresh every environment's committed Terraform; returns those that changed."""
+    root = root or committed_root()
     return [name for name in config.environments
             if write(outdir / "stacks" / name, root / name)]
 
@@ -85,8 +93,9 @@ def differences(stack_dir: Path, directory: Path) -> list[str]:
             + [f"left over {name}" for name in extra])
 
 
-def check(config: ProjectConfig, outdir: Path, root: Path = COMMITTED_ROOT) -> None:
+def check(config: ProjectConfig, outdir: Path, root: Path | None = None) -> None:
     """Raise CommittedError naming each environment whose committed Terraform is stale."""
+    root = root or committed_root()
     problems = []
     for name in config.environments:
         found = differences(outdir / "stacks" / name, root / name)
@@ -108,3 +117,27 @@ def write_phase(directory: Path, variables: Mapping[str, object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(variables), indent=2) + "\n")
     return path
+
+
+def commit_phase(directory: Path, variables: Mapping[str, object], message: str) -> str | None:
+    """Write the phase file and commit only it; returns the new commit id (None if unchanged)."""
+    path = write_phase(directory, variables)
+    relative = path.name  # git runs in `directory`, in whatever repository holds it
+
+    def git(*args: str) -> str:
+        try:
+            result = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise CommittedError(f"git is not installed: install it, or commit {path} by hand") from None
+        if result.returncode != 0:
+            detail = (result.stderr.strip().splitlines() or ["exit " + str(result.returncode)])[-1]
+            raise CommittedError(f"git {args[0]} failed ({detail}); {path} is written, "
+                                 "commit it by hand")
+        return result.stdout.strip()
+
+    if not git("status", "--porcelain", "--", relative):
+        return None
+    git("add", "--", relative)
+    # Only this path goes into the commit, whatever else is staged.
+    git("commit", "--quiet", "-m", message, "--", relative)
+    return git("rev-parse", "--short", "HEAD")

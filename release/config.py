@@ -26,6 +26,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "environments.toml"
 # Tests and other checkouts point the app and the tasks at another file with this variable.
 CONFIG_PATH_VARIABLE = "SAFE_RELEASE_CONFIG"
+# The alias API Gateway invokes; every phase changes its routing.
+ALIAS_NAME = "production"
 # Where the release tasks keep their lock files and history (default <project>/.release).
 STATE_DIR_VARIABLE = "SAFE_RELEASE_STATE_DIR"
 

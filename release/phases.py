@@ -144,3 +144,34 @@ def plan_variables(kind: str, state: StackState, live: Routing | None,
                 "(Terraform's stable_version is empty); deploy a fixed version instead")
         return PhaseVariables(0.0, stable)
     raise PhaseInputError(f"unknown phase {kind!r}: one of {', '.join(PHASE_KINDS)}")
+
+
+def plan_committed(kind: str, committed_phase: Mapping[str, Any], live: Routing | None,
+                   weight: float | None = None, stable_version: str | None = None) -> PhaseVariables:
+    """The variables for a phase written to the committed phase file instead of applied.
+
+    There are no Terraform outputs to read here (the workspace that applies it keeps the state):
+    the stable version comes from `stable_version` (--stable-version), else the live alias; a
+    rollback returns to the stable version the committed phase file names.
+    """
+    if kind == "rollback":
+        stable = str(committed_phase.get("stable_version") or "")
+        if not stable:
+            raise PhaseInputError("nothing to roll back to: the committed phase has no "
+                                  "stable_version (first deployment); deploy a fixed version instead")
+        return PhaseVariables(0.0, stable)
+    if stable_version is None:
+        if live is None:
+            raise PhaseInputError("cannot tell the stable version without the live alias: pass "
+                                  "--stable-version N (or --stable-version '' for the first deployment)")
+        stable_version = live.primary_version
+    if stable_version and not stable_version.isdigit():
+        raise PhaseInputError(f"--stable-version {stable_version!r} must be a published version "
+                              "number such as 3, or '' for the first deployment")
+    if kind == "deploy" and live is not None and live.additional_version_weights:
+        raise PhaseInputError(f"deploy would end the running canary ({live.describe()}): finish it "
+                              "with promote or rollback first")
+    weights = {"deploy": 0.0, "promote": 1.0}
+    if kind not in (*weights, "canary"):
+        raise PhaseInputError(f"{kind} cannot be committed: use deploy, canary, promote or rollback")
+    return PhaseVariables(weights.get(kind, weight if weight is not None else 0.0), stable_version)

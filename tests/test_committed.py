@@ -15,13 +15,13 @@ from release.config import load_config
 @pytest.mark.parametrize("environment", PROJECT_ENVIRONMENTS)
 def test_committed_terraform_equals_a_fresh_synth(synth, environment):
     assert committed.differences(synth.stack_dir(environment),
-                                 committed.COMMITTED_ROOT / environment) == [], (
+                                 committed.committed_root() / environment) == [], (
         "terraform/ is stale: run `invoke synth` and commit terraform/")
 
 
 @pytest.mark.parametrize("environment", PROJECT_ENVIRONMENTS)
 def test_committed_directory_is_self_contained(environment):
-    directory = committed.COMMITTED_ROOT / environment
+    directory = committed.committed_root() / environment
     text = (directory / "cdk.tf.json").read_text()
     stack = json.loads(text)
     assert "backend" not in stack["terraform"] and "cloud" not in stack["terraform"]
@@ -54,7 +54,7 @@ def provider_free_root(directory: Path, workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def committed_root(tmp_path_factory, terraform_1_0):
-    workdir = provider_free_root(committed.COMMITTED_ROOT / "prod", tmp_path_factory.mktemp("prod"))
+    workdir = provider_free_root(committed.committed_root() / "prod", tmp_path_factory.mktemp("prod"))
     subprocess.run([terraform_1_0, "init", "-input=false", "-no-color"], cwd=workdir, check=True,
                    capture_output=True)
     return workdir

@@ -104,3 +104,31 @@ def test_candidate_share_follows_the_routing():
     assert state(weight=0).candidate_share == 0.0
     assert state(stable="").candidate_share == 1.0
     assert not math.isnan(StackState({}).candidate_share)
+
+
+def test_committed_canary_takes_the_live_primary_or_the_flag():
+    from release.phases import plan_committed
+    assert plan_committed("canary", {}, Routing("3"), 0.1) == PhaseVariables(0.1, "3")
+    assert plan_committed("canary", {}, None, 0.1, "5") == PhaseVariables(0.1, "5")
+    assert plan_committed("promote", {}, Routing("3", {"4": 0.1})) == PhaseVariables(1.0, "3")
+    assert plan_committed("deploy", {}, None, stable_version="") == PhaseVariables(0.0, "")
+
+
+def test_committed_rollback_returns_to_the_committed_stable_version():
+    from release.phases import plan_committed
+    phase = {"canary_weight": 1, "stable_version": "3"}
+    assert plan_committed("rollback", phase, None) == PhaseVariables(0.0, "3")
+    with pytest.raises(PhaseInputError, match="nothing to roll back to"):
+        plan_committed("rollback", {"canary_weight": 0, "stable_version": ""}, None)
+
+
+@pytest.mark.parametrize("live, stable, message", [
+    (None, None, "pass --stable-version N"),
+    (None, "v3", "--stable-version 'v3' must be a published version"),
+    (Routing("3", {"4": 0.1}), None, "would end the running canary"),
+])
+def test_committed_phase_refusals(live, stable, message):
+    from release.phases import plan_committed
+    kind = "deploy" if live else "canary"
+    with pytest.raises(PhaseInputError, match=message):
+        plan_committed(kind, {}, live, 0.1, stable)

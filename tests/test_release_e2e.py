@@ -368,3 +368,68 @@ def test_cli_failed_canary_exits_non_zero_with_the_reason(world):
     assert result.returncode == 1
     assert result.stdout.startswith("canary dev: rolled-back - v1 100 %")
     assert world.live() == Routing("1")
+
+
+@pytest.fixture
+def committed_repo(world, tmp_path, monkeypatch):
+    """A git repository holding terraform/dev as `invoke synth` would have committed it."""
+    from release import committed
+    root = tmp_path / "repo" / "terraform"
+    committed.write(world.outdir / "stacks" / "dev", root / "dev")
+    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "init", "-q", str(root.parent)], check=True)
+    subprocess.run([*git, "add", "."], cwd=root.parent, check=True)
+    subprocess.run([*git, "commit", "-qm", "synth"], cwd=root.parent, check=True)
+    monkeypatch.setenv("SAFE_RELEASE_TERRAFORM_DIR", str(root))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Release Bot")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "bot@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Release Bot")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "bot@example.com")
+    return root
+
+
+def git_log(repo: Path) -> list[str]:
+    return subprocess.run(["git", "log", "--format=%s", "--name-only"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.split()
+
+
+def test_cli_canary_commit_writes_and_commits_only_the_phase(world, committed_repo):
+    applies = world.applies()
+    result = world.invoke("canary", "--weight=0.1", "--commit")
+    assert result.returncode == 0, result.stderr
+    assert "committed" in result.stdout
+    phase = json.loads((committed_repo / "dev" / "phase.auto.tfvars.json").read_text())
+    assert phase == {"canary_weight": 0.1, "stable_version": "1"}
+    show = subprocess.run(["git", "show", "--name-only", "--format=%s", "HEAD"], cwd=committed_repo,
+                          check=True, capture_output=True, text=True).stdout.split("\n")
+    assert show[0] == "release(dev): canary 10 % on the new version, stable v1"
+    assert [line for line in show[1:] if line] == ["terraform/dev/phase.auto.tfvars.json"]
+    assert world.applies() == applies  # nothing applied, nothing moved
+    assert world.live() == Routing("1")
+
+    again = world.invoke("canary", "--weight=0.1", "--commit")
+    assert "already holds this phase, nothing to commit" in again.stdout
+
+
+def test_cli_rollback_commit_returns_to_the_committed_stable_version(world, committed_repo):
+    assert world.invoke("canary", "--weight=0.25", "--commit").returncode == 0
+    result = world.invoke("rollback", "--commit")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((committed_repo / "dev" / "phase.auto.tfvars.json").read_text()) == {
+        "canary_weight": 0.0, "stable_version": "1"}
+
+
+def test_cli_commit_without_aws_needs_the_stable_version(world, committed_repo, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    refused = world.invoke("promote", "--commit")
+    assert refused.returncode != 0 and "pass --stable-version N" in refused.stderr
+    accepted = world.invoke("promote", "--commit", "--stable-version=1")
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_cli_commit_refuses_a_stale_committed_tree(world, committed_repo):
+    (committed_repo / "dev" / "cdk.tf.json").write_text("{}")
+    result = world.invoke("canary", "--weight=0.1", "--commit")
+    assert result.returncode != 0
+    assert "terraform/dev is stale (changed cdk.tf.json): run `invoke synth`" in result.stderr
