@@ -17,6 +17,15 @@ from constructs import Construct
 from release.config import AlarmThresholds
 
 PERIOD_SECONDS = 60
+# The alarms that mean "the release is hurting users": with auto-rollback on, they notify the
+# rollback topic. Latency and throttling alarms inform but do not roll back, nor does the stage's
+# 5XX alarm: failures of API Gateway itself are no canary's doing, and a canary's errors already
+# show in the Lambda error alarms.
+ROLLBACK_TRIGGERS = ("error-rate", "canary-error-rate")
+
+
+def alarm_name(function_name: str, kind: str) -> str:
+    return f"{function_name}-{kind}"
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,8 @@ class AlarmsConfig:
     api_name: str
     stage_name: str
     thresholds: AlarmThresholds
+    # SNS topic of the auto-rollback function; None when the environment opted out.
+    rollback_topic_arn: str | None = None
 
 
 def _error_rate_queries(dimensions: dict[str, str]) -> list[CloudwatchMetricAlarmMetricQuery]:
@@ -58,6 +69,11 @@ class ReleaseAlarms(Construct):
         prefix = config.function_name
         alias_dimensions = {"FunctionName": config.function_name,
                             "Resource": f"{config.function_name}:{config.alias_name}"}
+        def actions(kind: str) -> dict:
+            if config.rollback_topic_arn and kind in ROLLBACK_TRIGGERS:
+                return {"alarm_actions": [config.rollback_topic_arn]}
+            return {}
+
         common = dict(
             evaluation_periods=thresholds.evaluation_periods,
             datapoints_to_alarm=thresholds.datapoints_to_alarm,
@@ -65,7 +81,8 @@ class ReleaseAlarms(Construct):
         )
         self.error_rate = CloudwatchMetricAlarm(
             self, "error_rate",
-            alarm_name=f"{prefix}-error-rate",
+            alarm_name=alarm_name(prefix, "error-rate"),
+            **actions("error-rate"),
             alarm_description="Errors / Invocations (%) of the production alias, all versions.",
             comparison_operator="GreaterThanThreshold",
             threshold=thresholds.error_rate_percent,
@@ -74,7 +91,8 @@ class ReleaseAlarms(Construct):
         )
         self.canary_error_rate = CloudwatchMetricAlarm(
             self, "canary_error_rate",
-            alarm_name=f"{prefix}-canary-error-rate",
+            alarm_name=alarm_name(prefix, "canary-error-rate"),
+            **actions("canary-error-rate"),
             alarm_description=("Errors / Invocations (%) of the candidate version alone "
                                "(ExecutedVersion behind the production alias)."),
             comparison_operator="GreaterThanThreshold",
@@ -85,7 +103,8 @@ class ReleaseAlarms(Construct):
         )
         self.p99_duration = CloudwatchMetricAlarm(
             self, "p99_duration",
-            alarm_name=f"{prefix}-p99-duration",
+            alarm_name=alarm_name(prefix, "p99-duration"),
+            **actions("p99-duration"),
             alarm_description="p99 Duration (ms) of the production alias.",
             namespace="AWS/Lambda",
             metric_name="Duration",
@@ -98,7 +117,8 @@ class ReleaseAlarms(Construct):
         )
         self.throttles = CloudwatchMetricAlarm(
             self, "throttles",
-            alarm_name=f"{prefix}-throttles",
+            alarm_name=alarm_name(prefix, "throttles"),
+            **actions("throttles"),
             alarm_description="Throttled invocations of the production alias.",
             namespace="AWS/Lambda",
             metric_name="Throttles",
@@ -111,7 +131,8 @@ class ReleaseAlarms(Construct):
         )
         self.api_5xx = CloudwatchMetricAlarm(
             self, "api_5xx",
-            alarm_name=f"{prefix}-api-5xx-rate",
+            alarm_name=alarm_name(prefix, "api-5xx-rate"),
+            **actions("api-5xx-rate"),
             alarm_description=("Share of API responses that are 5XX (the metric is 0 or 1 per "
                                "request, so its Average is the rate)."),
             namespace="AWS/ApiGateway",

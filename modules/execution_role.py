@@ -1,8 +1,9 @@
-"""The function's execution role: trusted by Lambda only, allowed to write its own logs and
-(with tracing on) X-Ray segments, and nothing else."""
+"""A function's execution role: trusted by Lambda only, allowed to write its own logs, X-Ray
+segments when tracing is on, and only the extra statements its config names."""
 
 import json
 from dataclasses import dataclass
+from typing import Mapping
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -16,6 +17,7 @@ class ExecutionRoleConfig:
     role_name: str
     log_group_arn: str  # token: the function's log group
     tracing: bool
+    extra_statements: tuple[Mapping[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.role_name) <= IAM_NAME_LIMIT:
@@ -58,6 +60,7 @@ class ExecutionRole(Construct):
                 "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
                 "Resource": "*",
             })
+        statements += config.extra_statements
         self.policy = IamRolePolicy(
             self, "policy",
             name="least-privilege",

@@ -1,8 +1,12 @@
-"""The released function: its log group, its code package and `aws_lambda_function` with
-`publish = true`, so every change of code or configuration becomes a new immutable version."""
+"""A Lambda function with its own log group, least-privilege role and reproducible code package.
 
-from dataclasses import dataclass
+The released function uses `publish = true`, so every change of its code or configuration
+becomes a new immutable version; the auto-rollback function reuses the construct unpublished.
+"""
+
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from cdktf import App, AssetType, Fn, TerraformAsset
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
@@ -23,15 +27,20 @@ FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 @dataclass(frozen=True)
 class FunctionConfig:
     function_name: str
-    environment_name: str
     settings: FunctionSettings
+    description: str
+    # The function's environment variables on top of `settings.environment` (values may be tokens).
+    variables: Mapping[str, str] = field(default_factory=dict)
+    publish: bool = True
+    # IAM statements the function needs beyond writing its logs (and traces).
+    extra_statements: tuple[Mapping[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         if not (FUNCTIONS_DIR / self.settings.source).is_dir():
             raise ValueError(f"source = {self.settings.source!r}: no folder functions/{self.settings.source}")
 
 
-class ReleasedFunction(Construct):
+class PackagedFunction(Construct):
     def __init__(self, scope: Construct, id: str, config: FunctionConfig) -> None:
         super().__init__(scope, id)
         settings = config.settings
@@ -45,6 +54,7 @@ class ReleasedFunction(Construct):
             role_name=role_name_for(config.function_name),
             log_group_arn=self.log_group.arn,
             tracing=settings.tracing,
+            extra_statements=config.extra_statements,
         ))
         code = TerraformAsset(
             self, "code",
@@ -54,15 +64,10 @@ class ReleasedFunction(Construct):
                 Path(App.of(self).outdir, ".packages", f"{settings.source}.zip"))),
             type=AssetType.FILE,
         )
-        variables = {
-            **settings.environment,
-            "DEPLOY_ENVIRONMENT": config.environment_name,
-            "FAULT_RATE": f"{settings.fault_rate:g}",
-        }
         self.function = LambdaFunction(
             self, "function",
             function_name=config.function_name,
-            description=f"Released with canary and blue-green phases ({config.environment_name}).",
+            description=config.description,
             role=self.execution_role.role.arn,
             handler=settings.handler,
             runtime=settings.runtime,
@@ -70,13 +75,14 @@ class ReleasedFunction(Construct):
             # filebase64sha256 of the archive, not asset_hash: the latter shows a diff on every
             # plan (terraform-cdk #883).
             source_code_hash=Fn.filebase64sha256(code.path),
-            publish=True,
+            publish=config.publish,
             memory_size=settings.memory_mb,
             timeout=settings.timeout_seconds,
             reserved_concurrent_executions=(
                 -1 if settings.reserved_concurrency is None else settings.reserved_concurrency),
             tracing_config=LambdaFunctionTracingConfig(
                 mode="Active" if settings.tracing else "PassThrough"),
-            environment=LambdaFunctionEnvironment(variables=variables),
+            environment=LambdaFunctionEnvironment(
+                variables={**settings.environment, **config.variables}),
             depends_on=[self.log_group, self.execution_role.policy],
         )

@@ -4,12 +4,13 @@ from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
-from modules.alarms import AlarmsConfig, ReleaseAlarms
+from modules.alarms import ROLLBACK_TRIGGERS, AlarmsConfig, ReleaseAlarms, alarm_name
 from modules.alias import AliasConfig, ProductionAlias
 from modules.api import ApiConfig, RestApiFrontDoor
 from modules.backend import configure_backend
-from modules.function import FunctionConfig, ReleasedFunction
-from modules.phase_variables import PhaseVariables
+from modules.auto_rollback import AutoRollback, AutoRollbackConfig
+from modules.function import FunctionConfig, PackagedFunction
+from modules.phase_variables import PhaseVariables, PhaseVariablesConfig
 from modules.traffic_policy import TrafficPolicy, TrafficPolicyConfig
 from release.config import ALIAS_NAME, EnvironmentConfig
 
@@ -21,11 +22,14 @@ class SafeReleaseStack(TerraformStack):
         AwsProvider(self, "aws", region=config.region, default_tags=[AwsProviderDefaultTags(
             tags={**config.tags, "environment": config.name})])
 
-        phase = PhaseVariables(self, "phase_variables")
-        function = ReleasedFunction(self, "function", FunctionConfig(
+        phase = PhaseVariables(self, "phase_variables", PhaseVariablesConfig(
+            default_fault_rate=config.function.fault_rate))
+        function = PackagedFunction(self, "function", FunctionConfig(
             function_name=config.function_name,
-            environment_name=config.name,
             settings=config.function,
+            description=f"Released with canary and blue-green phases ({config.name}).",
+            variables={"DEPLOY_ENVIRONMENT": config.name,
+                       "FAULT_RATE": phase.fault_rate.string_value},
         ))
         policy = TrafficPolicy(self, "traffic_policy", TrafficPolicyConfig(
             candidate_version=function.function.version,
@@ -46,6 +50,15 @@ class SafeReleaseStack(TerraformStack):
             log_retention_days=config.function.log_retention_days,
             manage_account_logging_role=config.api.manage_account_logging_role,
         ))
+        auto_rollback = None
+        if config.auto_rollback:
+            auto_rollback = AutoRollback(self, "auto_rollback", AutoRollbackConfig(
+                function_name=config.function_name,
+                alias_name=ALIAS_NAME,
+                alias_arn=alias.arn,
+                alarm_names=tuple(alarm_name(config.function_name, kind) for kind in ROLLBACK_TRIGGERS),
+                log_retention_days=config.function.log_retention_days,
+            ))
         alarms = ReleaseAlarms(self, "alarms", AlarmsConfig(
             function_name=config.function_name,
             alias_name=ALIAS_NAME,
@@ -53,6 +66,7 @@ class SafeReleaseStack(TerraformStack):
             api_name=config.function_name,
             stage_name=config.api.stage_name,
             thresholds=config.alarms,
+            rollback_topic_arn=auto_rollback.topic.arn if auto_rollback else None,
         ))
 
         outputs = {
@@ -72,6 +86,13 @@ class SafeReleaseStack(TerraformStack):
             "alarm_names": ([alarm.alarm_name for alarm in alarms.all],
                             "Names of the CloudWatch alarms that judge a release."),
             "region": (config.region, "AWS region of the stack."),
+            "auto_rollback_function": (
+                auto_rollback.handler.function_name if auto_rollback else "",
+                "Function that takes the canary weight off the alias when a release alarm fires "
+                "(\"\" when the environment opted out)."),
+            "auto_rollback_dead_letter_queue": (
+                auto_rollback.dead_letters.url if auto_rollback else "",
+                "Queue holding alarm events the rollback function could not handle (\"\" when off)."),
         }
         for name, (value, description) in outputs.items():
             TerraformOutput(self, name, value=value, description=description)

@@ -220,6 +220,8 @@ class EnvironmentConfig:
     function_name: str
     # Marks an environment whose traffic is real users; drills refuse it without a flag.
     production: bool = False
+    # Alarm-triggered rollback inside AWS (SNS + functions/rollback); opt out per environment.
+    auto_rollback: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
     function: FunctionSettings = field(default_factory=FunctionSettings)
     api: ApiSettings = field(default_factory=ApiSettings)

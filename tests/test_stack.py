@@ -12,8 +12,10 @@ from release.config import load_config
 CONFIG = load_config(PROJECT_ROOT / "environments.toml")
 
 
-def only(stack: dict, resource_type: str) -> tuple[str, dict]:
-    resources = stack["resource"][resource_type]
+def only(stack: dict, resource_type: str, under: str | None = None) -> tuple[str, dict]:
+    """The one resource of a type, or the one inside construct `under` (e.g. "function")."""
+    resources = {name: resource for name, resource in stack["resource"][resource_type].items()
+                 if under is None or resource["//"]["metadata"]["path"].split("/")[1] == under}
     assert len(resources) == 1, f"expected one {resource_type}, found {list(resources)}"
     return next(iter(resources.items()))
 
@@ -59,7 +61,10 @@ def test_synth_runs_jsii_on_node_22_without_the_end_of_life_banner(synth):
 def test_phase_variables_are_validated_and_described(env):
     _, stack = env
     variables = stack["variable"]
-    assert set(variables) == {"canary_weight", "stable_version"}
+    assert set(variables) == {"canary_weight", "stable_version", "fault_rate"}
+    assert variables["fault_rate"]["default"] == 0
+    assert variables["fault_rate"]["validation"][0]["condition"] == (
+        "${var.fault_rate >= 0 && var.fault_rate <= 1}")
     assert variables["canary_weight"]["type"] == "number"
     assert variables["canary_weight"]["default"] == 0
     assert variables["canary_weight"]["validation"][0]["condition"] == (
@@ -74,7 +79,7 @@ def test_phase_variables_are_validated_and_described(env):
 
 def test_traffic_policy_module_is_fed_by_the_function_and_the_variables(env, synth):
     _, stack = env
-    function_name, _ = only(stack, "aws_lambda_function")
+    function_name, _ = only(stack, "aws_lambda_function", "function")
     module = stack["module"]["traffic_policy"]
     assert module["candidate_version"] == ref("aws_lambda_function", function_name, "version")
     assert module["stable_version"] == "${var.stable_version}"
@@ -84,7 +89,7 @@ def test_traffic_policy_module_is_fed_by_the_function_and_the_variables(env, syn
 
 def test_alias_routes_by_the_traffic_policy(env):
     _, stack = env
-    function_name, _ = only(stack, "aws_lambda_function")
+    function_name, _ = only(stack, "aws_lambda_function", "function")
     _, alias = only(stack, "aws_lambda_alias")
     assert alias["name"] == "production"
     assert alias["function_name"] == ref("aws_lambda_function", function_name, "function_name")
@@ -95,12 +100,10 @@ def test_alias_routes_by_the_traffic_policy(env):
 
 def test_function_publishes_versions_of_the_packaged_code(env, synth):
     config, stack = env
-    name, function = only(stack, "aws_lambda_function")
-    log_group_name, log_group = next(
-        (key, value) for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
-        if value["name"].startswith("/aws/lambda/"))
-    role_name, _ = only(stack, "aws_iam_role")
-    policy_name, _ = only(stack, "aws_iam_role_policy")
+    name, function = only(stack, "aws_lambda_function", "function")
+    log_group_name, log_group = only(stack, "aws_cloudwatch_log_group", "function")
+    role_name, _ = only(stack, "aws_iam_role", "function")
+    policy_name, _ = only(stack, "aws_iam_role_policy", "function")
 
     assert function["function_name"] == config.function_name
     assert function["publish"] is True
@@ -114,7 +117,7 @@ def test_function_publishes_versions_of_the_packaged_code(env, synth):
     assert function["tracing_config"] == {"mode": "Active"}
     assert function["role"] == ref("aws_iam_role", role_name, "arn")
     assert function["environment"]["variables"] == {"DEPLOY_ENVIRONMENT": config.name,
-                                                    "FAULT_RATE": "0"}
+                                                    "FAULT_RATE": "${var.fault_rate}"}
     assert re.fullmatch(r"assets/function_code_[0-9A-F]+/[0-9A-F]+/demo\.zip", function["filename"])
     assert function["source_code_hash"] == f'${{filebase64sha256("{function["filename"]}")}}'
     assert (synth.stack_dir(config.name) / function["filename"]).is_file()
@@ -126,8 +129,8 @@ def test_function_publishes_versions_of_the_packaged_code(env, synth):
 
 def test_execution_role_is_least_privilege(env):
     config, stack = env
-    _, role = only(stack, "aws_iam_role")
-    _, policy = only(stack, "aws_iam_role_policy")
+    _, role = only(stack, "aws_iam_role", "function")
+    _, policy = only(stack, "aws_iam_role_policy", "function")
     log_group_name = next(key for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
                           if value["name"] == f"/aws/lambda/{config.function_name}")
     trust = json.loads(role["assume_role_policy"])
@@ -152,8 +155,8 @@ def test_api_gateway_proxies_get_to_the_alias(env):
     method_name, method = only(stack, "aws_api_gateway_method")
     integration_name, integration = only(stack, "aws_api_gateway_integration")
     alias_name, _ = only(stack, "aws_lambda_alias")
-    function_name, _ = only(stack, "aws_lambda_function")
-    _, permission = only(stack, "aws_lambda_permission")
+    function_name, _ = only(stack, "aws_lambda_function", "function")
+    _, permission = only(stack, "aws_lambda_permission", "api")
 
     assert resource["path_part"] == config.api.path == "demo"
     assert resource["parent_id"] == ref("aws_api_gateway_rest_api", api_name, "root_resource_id")
@@ -215,7 +218,7 @@ def test_deployment_is_replaced_only_when_the_api_shape_changes(env):
 
 def test_alarms_watch_alias_canary_latency_throttles_and_the_stage(env):
     config, stack = env
-    function_name, _ = only(stack, "aws_lambda_function")
+    function_name, _ = only(stack, "aws_lambda_function", "function")
     alarms = {alarm["alarm_name"].removeprefix(config.function_name + "-"): alarm
               for alarm in stack["resource"]["aws_cloudwatch_metric_alarm"].values()}
     assert set(alarms) == {"error-rate", "canary-error-rate", "p99-duration", "throttles",
@@ -268,11 +271,12 @@ def test_thresholds_differ_per_environment(synth):
 def test_outputs_the_release_tasks_read(env):
     config, stack = env
     outputs = stack["output"]
-    assert set(outputs) == {"api_url", "function_name", "alias_name", "alias_arn",
+    assert set(outputs) == {"auto_rollback_function", "auto_rollback_dead_letter_queue",
+                            "api_url", "function_name", "alias_name", "alias_arn",
                             "candidate_version", "primary_version", "additional_version_weights",
                             "phase", "canary_weight", "stable_version", "alarm_names", "region"}
     assert all(output["description"] for output in outputs.values())
-    function_name, _ = only(stack, "aws_lambda_function")
+    function_name, _ = only(stack, "aws_lambda_function", "function")
     stage_name, _ = only(stack, "aws_api_gateway_stage")
     resource_name, _ = only(stack, "aws_api_gateway_resource")
     assert outputs["candidate_version"]["value"] == ref("aws_lambda_function", function_name, "version")
@@ -289,3 +293,65 @@ def test_provider_region_and_tags_per_environment(env):
     provider = stack["provider"]["aws"][0]
     assert provider["region"] == config.region
     assert provider["default_tags"] == [{"tags": {**config.tags, "environment": config.name}}]
+
+
+def test_auto_rollback_is_wired_alarm_to_topic_to_function(synth):
+    stack = synth.stack("prod")
+    topic_name, topic = only(stack, "aws_sns_topic", "auto_rollback")
+    function_name, function = only(stack, "aws_lambda_function", "auto_rollback")
+    _, subscription = only(stack, "aws_sns_topic_subscription", "auto_rollback")
+    permission_name, permission = only(stack, "aws_lambda_permission", "auto_rollback")
+    queue_name, _ = only(stack, "aws_sqs_queue", "auto_rollback")
+    _, retries = only(stack, "aws_lambda_function_event_invoke_config", "auto_rollback")
+    alias_name, _ = only(stack, "aws_lambda_alias")
+    topic_arn = ref("aws_sns_topic", topic_name, "arn")
+
+    actions = {alarm["alarm_name"]: alarm.get("alarm_actions")
+               for alarm in stack["resource"]["aws_cloudwatch_metric_alarm"].values()}
+    assert actions == {"deploy-patterns-demo-prod-error-rate": [topic_arn],
+                       "deploy-patterns-demo-prod-canary-error-rate": [topic_arn],
+                       "deploy-patterns-demo-prod-p99-duration": None,
+                       "deploy-patterns-demo-prod-throttles": None,
+                       "deploy-patterns-demo-prod-api-5xx-rate": None}
+    assert subscription == {**subscription, "protocol": "lambda", "topic_arn": topic_arn,
+                            "endpoint": ref("aws_lambda_function", function_name, "arn")}
+    assert subscription["depends_on"] == [f"aws_lambda_permission.{permission_name}"]
+    assert (permission["principal"], permission["source_arn"], permission["function_name"]) == (
+        "sns.amazonaws.com", topic_arn, ref("aws_lambda_function", function_name, "function_name"))
+
+    assert function["function_name"] == "deploy-patterns-demo-prod-rollback"
+    assert function["publish"] is False
+    assert function["environment"]["variables"] == {
+        "FUNCTION_NAME": "deploy-patterns-demo-prod", "ALIAS_NAME": "production",
+        "ALARM_NAMES": "deploy-patterns-demo-prod-error-rate,deploy-patterns-demo-prod-canary-error-rate"}
+    assert (retries["maximum_retry_attempts"], retries["destination_config"]) == (
+        2, {"on_failure": {"destination": ref("aws_sqs_queue", queue_name, "arn")}})
+
+
+def test_rollback_function_may_change_only_the_production_alias(synth):
+    stack = synth.stack("prod")
+    alias_name, _ = only(stack, "aws_lambda_alias")
+    queue_name, _ = only(stack, "aws_sqs_queue", "auto_rollback")
+    _, policy = only(stack, "aws_iam_role_policy", "auto_rollback")
+    _, role = only(stack, "aws_iam_role", "auto_rollback")
+    statements = {statement["Sid"]: statement for statement in json.loads(policy["policy"])["Statement"]}
+    assert statements["RollBackThisAliasOnly"] == {
+        "Sid": "RollBackThisAliasOnly", "Effect": "Allow",
+        "Action": ["lambda:GetAlias", "lambda:UpdateAlias"],
+        "Resource": ref("aws_lambda_alias", alias_name, "arn")}
+    assert statements["KeepUndeliveredAlarms"]["Resource"] == ref("aws_sqs_queue", queue_name, "arn")
+    assert set(statements) == {"WriteOwnLogs", "WriteTraces", "RollBackThisAliasOnly",
+                               "KeepUndeliveredAlarms"}
+    lambda_actions = [action for statement in statements.values() for action in statement["Action"]
+                      if action.startswith("lambda:")]
+    assert lambda_actions == ["lambda:GetAlias", "lambda:UpdateAlias"]
+    assert json.loads(role["assume_role_policy"])["Statement"][0]["Principal"] == {
+        "Service": "lambda.amazonaws.com"}
+
+
+def test_dev_opted_out_of_auto_rollback(synth):
+    stack = synth.stack("dev")
+    assert "aws_sns_topic" not in stack["resource"]
+    assert all("alarm_actions" not in alarm
+               for alarm in stack["resource"]["aws_cloudwatch_metric_alarm"].values())
+    assert stack["output"]["auto_rollback_function"]["value"] == ""
