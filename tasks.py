@@ -18,9 +18,11 @@ from release.config import ALIAS_NAME, ConfigError, EnvironmentConfig, ProjectCo
 from release.console import ConsoleProgress
 from release.lock import ReleaseLock, ReleaseLockedError
 from release.phases import PhaseInputError, parse_steps, parse_weight, plan_committed
+from release.remote import RemoteTerraform
 from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
 from release.smoke import SmokeInputError, smoke_check
 from release.terraform import Terraform, TerraformError
+from release.tfc import TfcClient, TfcError
 
 ENV_HELP = "Environment from environments.toml (default: dev)."
 JSON_HELP = "Print a machine-readable JSON result on stdout instead of the summary line."
@@ -29,7 +31,10 @@ REQUESTS_HELP = "Smoke requests (default 0: sized from the weight so 10 % vs 20 
 LOCK_TIMEOUT_HELP = "How long Terraform waits for the state lock, e.g. 60s or 5m."
 # What a failing release step may raise besides PhaseFailed; each is one line for the user.
 USER_ERRORS = (ConfigError, PhaseInputError, ReleaseLockedError, TerraformError, aws.AwsError,
-               synthesis.SynthError, committed.CommittedError)
+               synthesis.SynthError, committed.CommittedError, TfcError)
+REMOTE_HELP = ("Apply through the environment's Terraform Cloud workspace (backend type cloud): set "
+               "its variables, run it, then check and roll back as locally. Token: TFE_TOKEN or "
+               "`terraform login`.")
 COMMIT_HELP = ("Do not apply: write the phase to terraform/<env>/phase.auto.tfvars.json and git-commit "
                "that file alone, for a Terraform Cloud VCS-driven workspace to apply.")
 STABLE_VERSION_HELP = ("With --commit: the version serving traffic now ('' on the first deployment); "
@@ -74,15 +79,22 @@ def _synthesize(config: ProjectConfig, force: bool = False,
 
 
 def _runner(environment: EnvironmentConfig, progress: ConsoleProgress, *, lock_timeout: str,
-            smoke: bool = True, requests: int = 0) -> ReleaseRunner:
-    """Preflight (Terraform binary and version, AWS credentials, synthesized stack), then the runner."""
-    terraform = Terraform(environment.stack_dir, lock_timeout=lock_timeout,
-                          on_line=progress.terraform_line)
-    terraform.version()
+            smoke: bool = True, requests: int = 0, remote: bool = False) -> ReleaseRunner:
+    """Preflight (Terraform binary and version or the remote workspace, AWS credentials,
+    synthesized stack), then the runner."""
+    if remote:
+        backend = environment.backend
+        terraform = RemoteTerraform(
+            environment, TfcClient(backend.hostname, address=backend.address or None),
+            on_line=progress.terraform_line)
+    else:
+        terraform = Terraform(environment.stack_dir, lock_timeout=lock_timeout,
+                              on_line=progress.terraform_line)
+        terraform.version()
+        if not (environment.stack_dir / "cdk.tf.json").is_file():
+            raise synthesis.SynthError(f"no synthesized stack at {environment.stack_dir}: "
+                                       "run `invoke synth`")
     aws.preflight_credentials(environment.region)
-    if not (environment.stack_dir / "cdk.tf.json").is_file():
-        raise synthesis.SynthError(f"no synthesized stack at {environment.stack_dir}: "
-                                   "run `invoke synth`")
     options = RunnerOptions(smoke=smoke, smoke_requests=requests or None)
     return ReleaseRunner(environment, terraform, options=options, progress=progress)
 
@@ -100,17 +112,18 @@ def _print(result, as_json: bool) -> None:
 
 
 def _release(env: str, command: str, work, *, as_json: bool, lock_timeout: str,
-             smoke: bool = True, requests: int = 0):
+             smoke: bool = True, requests: int = 0, remote: bool = False):
     """Load, synth if needed, preflight, lock, then return `work(runner)`'s report(s).
 
     A failed phase is printed here (its report, or with --json everything done so far) and
     ends the command with exit code 1."""
     config, environment = _load(env)
     try:
-        _synthesize(config)
+        if not remote:  # a remote workspace runs its own (committed) configuration
+            _synthesize(config)
         with ConsoleProgress() as progress:
             runner = _runner(environment, progress, lock_timeout=lock_timeout, smoke=smoke,
-                             requests=requests)
+                             requests=requests, remote=remote)
             with ReleaseLock(environment.name, f"invoke {command}"):
                 result = work(runner)
     except PhaseFailed as failure:
@@ -185,22 +198,23 @@ def synth(c, env="", force=False, check=False):
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP})
 def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
-           stable_version="auto"):
+           stable_version="auto", remote=False):
     """Publish new code as the candidate at weight 0 (first deployment: it takes all traffic)."""
     if commit:
         return _commit(env, "deploy", stable_version=stable_version)
     _print(_release(env, "deploy", lambda runner: runner.run("deploy"), as_json=json,
-                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
+                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
+                    remote=remote), json)
 
 
 @task(help={"weight": "Share of requests for the new version, from 0 to 1 (e.g. 0.1).",
             "env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP})
 def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s",
-           commit=False, stable_version="auto"):
+           commit=False, stable_version="auto", remote=False):
     """Send a share of traffic to the new version, verify it, roll back by itself on failure."""
     if weight == "":
         raise Exit("error: canary needs the share of traffic for the new version: pass --weight, "
@@ -212,27 +226,29 @@ def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock
     if commit:
         return _commit(env, "canary", share, stable_version)
     _print(_release(env, "canary", lambda runner: runner.run("canary", share), as_json=json,
-                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
+                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
+                    remote=remote), json)
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP})
 def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
-            stable_version="auto"):
+            stable_version="auto", remote=False):
     """Blue-green switch: all traffic to the new version, which becomes the stable one."""
     if commit:
         return _commit(env, "promote", stable_version=stable_version)
     _print(_release(env, "promote", lambda runner: runner.run("promote"), as_json=json,
-                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests), json)
+                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
+                    remote=remote), json)
 
 
 @task(help={"env": ENV_HELP,
             "fast": "First point the alias back with one Lambda API call, then apply.",
             "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP, "json": JSON_HELP,
-            "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP})
+            "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP, "remote": REMOTE_HELP})
 def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, lock_timeout="60s",
-             commit=False):
+             commit=False, remote=False):
     """All traffic back to the stable version (weight 0); running it twice is harmless."""
     if commit:
         return _commit(env, "rollback")
@@ -248,16 +264,16 @@ def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, l
                       file=sys.stderr)
         return runner.run("rollback")
     _print(_release(env, "rollback", work, as_json=json, lock_timeout=lock_timeout,
-                    smoke=not no_smoke, requests=requests), json)
+                    smoke=not no_smoke, requests=requests, remote=remote), json)
 
 
 @task(help={"env": ENV_HELP,
             "steps": "Comma-separated weights, ascending, ending at 1 (default: the environment's preset).",
             "bake": "Seconds to watch alarms and metrics after each step (default -1: the preset).",
             "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP, "json": JSON_HELP,
-            "lock_timeout": LOCK_TIMEOUT_HELP})
+            "lock_timeout": LOCK_TIMEOUT_HELP, "remote": REMOTE_HELP})
 def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=False,
-            lock_timeout="60s"):
+            lock_timeout="60s", remote=False):
     """Step through the weights with a bake after each; any failure rolls back to 0."""
     _, environment = _load(env)
     try:
@@ -270,7 +286,7 @@ def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=Fa
     reports = _release(env, "rollout",
                        lambda runner: runner.rollout(weights, bake_seconds, on_step=on_step),
                        as_json=json, lock_timeout=lock_timeout, smoke=not no_smoke,
-                       requests=requests)
+                       requests=requests, remote=remote)
     if json:
         _print(reports, json)
 
@@ -295,13 +311,14 @@ def smoke(c, url="", expect_weight=0.0, candidate_version="", requests=0, concur
         raise Exit(code=1)
 
 
-@task(help={"env": ENV_HELP, "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
-def status(c, env="dev", json=False, lock_timeout="60s"):
+@task(help={"env": ENV_HELP, "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP,
+            "remote": "Read the outputs from the environment's Terraform Cloud workspace."})
+def status(c, env="dev", json=False, lock_timeout="60s", remote=False):
     """Live alias routing, versions, alarms, endpoint, last phase; flags drift from Terraform."""
     _, environment = _load(env)
     try:
         with ConsoleProgress() as progress:
-            info = _runner(environment, progress, lock_timeout=lock_timeout).status()
+            info = _runner(environment, progress, lock_timeout=lock_timeout, remote=remote).status()
     except USER_ERRORS as error:
         raise _fail(error) from None
     if json:

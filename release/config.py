@@ -191,10 +191,14 @@ class BackendSettings:
     organization: str = ""
     workspace: str = ""
     hostname: str = "app.terraform.io"
+    # The API's base URL when it is not https://<hostname> (a Terraform Enterprise behind a proxy).
+    address: str = ""
 
     def __post_init__(self) -> None:
         _require(self.type in ("local", "s3", "cloud"), "type", self.type,
                  "must be one of local, s3, cloud")
+        _require(not self.address or bool(re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", self.address)),
+                 "address", self.address, "must be a URL such as https://tfe.example.com")
         if self.type == "s3":
             _require(bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket)),
                      "bucket", self.bucket, "an s3 backend needs a valid bucket name")

@@ -22,9 +22,12 @@ from release.metrics import Verdict, judge_alarms, judge_canary
 from release.phases import PhaseInputError, PhaseVariables, StackState, plan_variables
 from release.smoke import SmokeResult, smoke_check
 from release.terraform import Terraform, TerraformError
+from release.tfc import TfcError
 
 # Phases that move traffic towards the candidate: a failed check sends traffic back.
 FORWARD_PHASES = ("canary", "promote", "rollout-step")
+# An apply that failed, locally (Terraform CLI) or remotely (a Terraform Cloud run).
+APPLY_ERRORS = (TerraformError, TfcError)
 
 
 class Progress:
@@ -143,6 +146,9 @@ class AwsClients:
 
 
 class ReleaseRunner:
+    """`terraform` is a local `Terraform` or a `release.remote.RemoteTerraform`: anything with
+    plan(variables) / apply(plan) / outputs()."""
+
     def __init__(self, environment: EnvironmentConfig, terraform: Terraform, *,
                  clients: AwsClients | None = None, history: ReleaseHistory | None = None,
                  options: RunnerOptions = RunnerOptions(), progress: Progress = Progress(),
@@ -187,7 +193,7 @@ class ReleaseRunner:
         try:
             plan = self.terraform.plan(variables.as_terraform())
             self.terraform.apply(plan)
-        except TerraformError as error:
+        except APPLY_ERRORS as error:
             raise self._failed(self._after_failed_apply(base, live, error), started) from None
         except KeyboardInterrupt:
             # The runner lets Terraform finish its state write before this arrives.
@@ -257,7 +263,7 @@ class ReleaseRunner:
             plan = self.terraform.plan(PhaseVariables(0.0, stable_version).as_terraform())
             self.terraform.apply(plan)
             how = "rolled back through Terraform"
-        except TerraformError as error:
+        except APPLY_ERRORS as error:
             live = aws.fast_rollback(self.clients["lambda"], after["function_name"],
                                      after["alias_name"], stable_version)
             how = (f"Terraform could not roll back ({error}); traffic restored with one "
@@ -273,7 +279,7 @@ class ReleaseRunner:
                        detail=f"{report.detail}; {how} to {target.describe()}")
 
     def _after_failed_apply(self, report: PhaseReport, before: LiveAlias | None,
-                            error: TerraformError) -> PhaseReport:
+                            error: Exception) -> PhaseReport:
         """Terraform keeps what a failed apply changed: put the live alias back if it moved."""
         detail = f"{error}"
         if before is None:

@@ -56,6 +56,9 @@ NOT_APPLIED = "the phase was NOT applied"
 log = logging.getLogger(__name__)
 
 
+FIRST_POLL_SECONDS = 0.1
+
+
 class TfcError(Exception):
     """A Terraform Cloud API call failed; the message is one line naming the fix."""
 
@@ -304,6 +307,7 @@ class TfcClient:
         last_status = ""
         seen: set[str] = set()
         url = run_id  # until the run names its workspace
+        polls = 0
         while True:
             still = self._may_still_apply(url)
             document = self._request("GET", path, _Call(f"reading run {run_id}", still, still),
@@ -339,7 +343,10 @@ class TfcClient:
                     f"run {url} did not finish within {timeout:g} s (last status {status}): it may "
                     "still apply; check the run page before the next phase",
                     run_id=run_id, status=status, url=url)
-            self._sleep(self.poll_interval)
+            # Quick first looks (a no-change run ends in seconds), then every poll_interval.
+            self._sleep(min(self.poll_interval, FIRST_POLL_SECONDS * 2 ** polls,
+                            deadline - self._clock()))
+            polls += 1
 
     def _confirm(self, run_id: str, url: str) -> None:
         call = _Call(f"confirming run {run_id}",

@@ -215,11 +215,13 @@ def test_a_plan_is_confirmed_after_its_policy_checks_pass(fake, tfc):
     assert (result.status, result.additions, result.destructions) == ("applied", 2, 1)
 
 
-def test_polls_wait_the_poll_interval(fake, clock):
+def test_polls_start_quick_then_back_off_to_the_poll_interval(fake, clock):
     fake.add_workspace(WORKSPACE)
-    with connect(fake, clock, poll_interval=5) as client:
+    fake.script_run("policy_passed")  # a run with many statuses, so the backoff reaches the cap
+    with connect(fake, clock, poll_interval=0.5) as client:
         run_phase(client, 0.1, "7")
-    assert clock.sleeps and set(clock.sleeps) == {5}
+    assert clock.sleeps[:3] == [0.1, 0.2, 0.4]
+    assert clock.sleeps[3:] and set(clock.sleeps[3:]) == {0.5}
 
 
 # ---------------------------------------------------------------------- variables and outputs
