@@ -37,6 +37,8 @@ REMOTE_HELP = ("Apply through the environment's Terraform Cloud workspace (backe
                "`terraform login`.")
 COMMIT_HELP = ("Do not apply: write the phase to terraform/<env>/phase.auto.tfvars.json and git-commit "
                "that file alone, for a Terraform Cloud VCS-driven workspace to apply.")
+FORCE_HELP = ("Go on although the auto-rollback function rolled the alias back since the last "
+              "phase (it is recorded in the history either way).")
 STABLE_VERSION_HELP = ("With --commit: the version serving traffic now ('' on the first deployment); "
                        "default auto reads it from the live alias.")
 PHASE_TEXT = {
@@ -198,13 +200,13 @@ def synth(c, env="", force=False, check=False):
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
 def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
-           stable_version="auto", remote=False):
+           stable_version="auto", remote=False, force=False):
     """Publish new code as the candidate at weight 0 (first deployment: it takes all traffic)."""
     if commit:
         return _commit(env, "deploy", stable_version=stable_version)
-    _print(_release(env, "deploy", lambda runner: runner.run("deploy"), as_json=json,
+    _print(_release(env, "deploy", lambda runner: runner.run("deploy", force=force), as_json=json,
                     lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
                     remote=remote), json)
 
@@ -212,9 +214,9 @@ def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="6
 @task(help={"weight": "Share of requests for the new version, from 0 to 1 (e.g. 0.1).",
             "env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
 def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s",
-           commit=False, stable_version="auto", remote=False):
+           commit=False, stable_version="auto", remote=False, force=False):
     """Send a share of traffic to the new version, verify it, roll back by itself on failure."""
     if weight == "":
         raise Exit("error: canary needs the share of traffic for the new version: pass --weight, "
@@ -225,20 +227,20 @@ def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock
         raise _fail(error) from None
     if commit:
         return _commit(env, "canary", share, stable_version)
-    _print(_release(env, "canary", lambda runner: runner.run("canary", share), as_json=json,
+    _print(_release(env, "canary", lambda runner: runner.run("canary", share, force=force), as_json=json,
                     lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
                     remote=remote), json)
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
 def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
-            stable_version="auto", remote=False):
+            stable_version="auto", remote=False, force=False):
     """Blue-green switch: all traffic to the new version, which becomes the stable one."""
     if commit:
         return _commit(env, "promote", stable_version=stable_version)
-    _print(_release(env, "promote", lambda runner: runner.run("promote"), as_json=json,
+    _print(_release(env, "promote", lambda runner: runner.run("promote", force=force), as_json=json,
                     lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
                     remote=remote), json)
 
@@ -271,9 +273,9 @@ def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, l
             "steps": "Comma-separated weights, ascending, ending at 1 (default: the environment's preset).",
             "bake": "Seconds to watch alarms and metrics after each step (default -1: the preset).",
             "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP, "json": JSON_HELP,
-            "lock_timeout": LOCK_TIMEOUT_HELP, "remote": REMOTE_HELP})
+            "lock_timeout": LOCK_TIMEOUT_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
 def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=False,
-            lock_timeout="60s", remote=False):
+            lock_timeout="60s", remote=False, force=False):
     """Step through the weights with a bake after each; any failure rolls back to 0."""
     _, environment = _load(env)
     try:
@@ -284,7 +286,8 @@ def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=Fa
     # Humans see each step's line as it finishes (bakes take minutes); pipelines get one JSON list.
     on_step = None if json else (lambda report: print(report.summary_line(), flush=True))
     reports = _release(env, "rollout",
-                       lambda runner: runner.rollout(weights, bake_seconds, on_step=on_step),
+                       lambda runner: runner.rollout(weights, bake_seconds, force=force,
+                                                    on_step=on_step),
                        as_json=json, lock_timeout=lock_timeout, smoke=not no_smoke,
                        requests=requests, remote=remote)
     if json:
@@ -329,7 +332,10 @@ def status(c, env="dev", json=False, lock_timeout="60s", remote=False):
         return
     print(f"{env}: {info['live_routing_text']} at {info['endpoint']}")
     print(f"  candidate v{info['candidate_version']}, stable v{info['stable_version'] or '-'}")
-    if info["drift"]:
+    if info["rolled_back_by_alarm"]:
+        print(f"  {info['rolled_back_by_alarm']}")
+        print("  acknowledge with `invoke rollback`: it brings Terraform's state in line")
+    elif info["drift"]:
         print(f"  DRIFT: Terraform expects {info['terraform_routing']}, the live alias differs; "
               "rerun the last phase or `invoke rollback`")
     print("  alarms: " + ", ".join(f"{name} {state}" for name, state in info["alarms"].items()))

@@ -170,11 +170,13 @@ class LiveAlias:
     alias_name: str
     routing: Routing
     revision_id: str
+    # Terraform sets it; the auto-rollback function replaces it with what it did.
+    description: str = ""
 
 
 def _live_alias(function_name: str, alias_name: str, response: Mapping[str, Any]) -> LiveAlias:
     return LiveAlias(function_name, alias_name, Routing.from_alias(response),
-                     response["RevisionId"])
+                     response["RevisionId"], response.get("Description", ""))
 
 
 def _alias_not_found(lambda_client: Any, function_name: str, alias_name: str) -> str:

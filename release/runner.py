@@ -26,6 +26,8 @@ from release.tfc import TfcError
 
 # Phases that move traffic towards the candidate: a failed check sends traffic back.
 FORWARD_PHASES = ("canary", "promote", "rollout-step")
+# How functions/rollback describes what it did on the alias (a contract with that function).
+ALARM_ROLLBACK_PREFIX = "rolled back by alarm "
 # An apply that failed, locally (Terraform CLI) or remotely (a Terraform Cloud run).
 APPLY_ERRORS = (TerraformError, TfcError)
 
@@ -175,11 +177,16 @@ class ReleaseRunner:
 
     # ------------------------------------------------------------------ one phase
 
-    def run(self, kind: str, weight: float | None = None) -> PhaseReport:
-        """Apply one phase and check it; raises PhaseFailed (after rolling back) when it fails."""
+    def run(self, kind: str, weight: float | None = None, *, force: bool = False,
+            extra_variables: Mapping[str, Any] | None = None) -> PhaseReport:
+        """Apply one phase and check it; raises PhaseFailed (after rolling back) when it fails.
+
+        After the auto-rollback function acted, only a rollback (which acknowledges it) or
+        `force` may go on. `extra_variables` are applied too (a drill's fault_rate)."""
         started = self.clock()
         state = self.stack_state()
         live = self.live_alias(state)
+        acknowledged = self._alarm_rollback(state, live, kind, force)
         variables = plan_variables(kind, state, live.routing if live else None, weight)
         base = PhaseReport(
             environment=self.environment.name, phase=kind, outcome="failed", detail="",
@@ -191,7 +198,7 @@ class ReleaseRunner:
                              f"{variables.canary_weight:g} stable_version="
                              f"{variables.stable_version or '(none)'}")
         try:
-            plan = self.terraform.plan(variables.as_terraform())
+            plan = self.terraform.plan({**variables.as_terraform(), **(extra_variables or {})})
             self.terraform.apply(plan)
         except APPLY_ERRORS as error:
             raise self._failed(self._after_failed_apply(base, live, error), started) from None
@@ -209,11 +216,38 @@ class ReleaseRunner:
             raise self._failed(replace(base, outcome="refused", detail=detail), started)
 
         report = self._check(base, after)
+        if acknowledged:
+            report = replace(report, detail="; ".join(filter(None, [
+                f"acknowledged: {acknowledged}", report.detail])))
         if report.outcome == "succeeded":
             return self._finished(report, started)
         if kind in FORWARD_PHASES and self._can_roll_back(variables, after):
             report = self._roll_back(report, variables.stable_version, after)
         raise self._failed(report, started)
+
+    def _alarm_rollback(self, state: StackState, live: LiveAlias | None, kind: str,
+                        force: bool) -> str:
+        """What the auto-rollback function did to the alias since the last phase ("" if nothing).
+
+        The first phase to see it records it in the history; only `invoke rollback` (or force)
+        goes on from there, and its apply puts Terraform's description back on the alias.
+        """
+        if live is None or not live.description.startswith(ALARM_ROLLBACK_PREFIX):
+            return ""
+        alarm = live.description.removeprefix(ALARM_ROLLBACK_PREFIX).split(" at ")[0]
+        if not any(record["detail"] == live.description and record["caller"] == f"alarm {alarm}"
+                   for record in self.history.read(self.environment.name)):
+            self.history.append(PhaseRecord(
+                time=utc_timestamp(), environment=self.environment.name, caller=f"alarm {alarm}",
+                phase="rollback", routing_before=state.routing.to_dict(),
+                routing_after=live.routing.to_dict(), candidate_version=state.candidate_version,
+                stable_version=live.routing.primary_version, smoke=None, alarms=None,
+                outcome="rolled-back", detail=live.description, duration_seconds=0.0))
+        if kind != "rollback" and not force:
+            raise PhaseInputError(f"the alias was {live.description}; acknowledge it with "
+                                  "`invoke rollback` (brings Terraform's state in line), or pass "
+                                  "--force")
+        return live.description
 
     def _check(self, report: PhaseReport, after: StackState) -> PhaseReport:
         """Wait for the live alias, then smoke-test and read the alarms."""
@@ -332,7 +366,7 @@ class ReleaseRunner:
                                     revision_id=live.revision_id)
         return updated, self.clock() - started
 
-    def rollout(self, steps: tuple[float, ...], bake_seconds: float, *,
+    def rollout(self, steps: tuple[float, ...], bake_seconds: float, *, force: bool = False,
                 on_step: Callable[[PhaseReport], None] | None = None) -> list[PhaseReport]:
         """Each step: apply, check, then bake while judging alarms and per-version metrics."""
         reports: list[PhaseReport] = []
@@ -343,7 +377,7 @@ class ReleaseRunner:
         try:
             for step in (step for step in steps if step > current):
                 kind = "promote" if step >= 1 else "rollout-step"
-                report = self.run(kind, step)
+                report = self.run(kind, step, force=force)
                 if kind == "rollout-step" and bake_seconds > 0:
                     report = self.bake(report, bake_seconds)
                 reports.append(report)
@@ -421,6 +455,8 @@ class ReleaseRunner:
             "live_routing": live.routing.to_dict(),
             "live_routing_text": live.routing.describe(),
             "drift": live.routing != state.routing,
+            "rolled_back_by_alarm": (live.description
+                                     if live.description.startswith(ALARM_ROLLBACK_PREFIX) else None),
             "alarms": aws.alarm_states(self.clients["cloudwatch"], state["alarm_names"]),
             "last_phase": self.history.last(self.environment.name),
         }

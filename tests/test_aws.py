@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from fakes.moto_server import FAKE_KEY_ID, FAKE_SECRET, REGION, FakeAws, fake_aws  # noqa: F401
+from fakes.moto_server import FAKE_KEY_ID, FAKE_SECRET, REGION, FakeAws
 from release.aws import (AwsError, NO_CREDENTIALS, Routing, RoutingError, RoutingTimeout,
                          alarm_states, client, fast_rollback, preflight_credentials, read_alias,
                          version_metrics, wait_for_routing)

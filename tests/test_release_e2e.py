@@ -18,11 +18,12 @@ import pytest
 
 from conftest import PROJECT_ROOT
 from fakes.endpoint import FakeEndpoint
-from fakes.moto_server import REGION, fake_aws  # noqa: F401 (fixture)
+from fakes.moto_server import REGION
 from fakes.terraform_double import TerraformDouble, write_stack
 from release.aws import Routing, read_alias, client
 from release.config import parse_config
 from release.history import ReleaseHistory
+from release.phases import PhaseInputError
 from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
 from release.synth import FINGERPRINT_FILE, fingerprint
 from release.terraform import Terraform
@@ -433,3 +434,64 @@ def test_cli_commit_refuses_a_stale_committed_tree(world, committed_repo):
     result = world.invoke("canary", "--weight=0.1", "--commit")
     assert result.returncode != 0
     assert "terraform/dev is stale (changed cdk.tf.json): run `invoke synth`" in result.stderr
+
+
+# ------------------------------------------------------------------ rollback by alarm, in AWS
+
+def deliver_canary_alarm(monkeypatch, executed_version: str):
+    """CloudWatch + SNS, played by the test: the canary alarm fires and the real rollback
+    function (functions/rollback) receives the notification, as deployed by the stack."""
+    from fakes.alarm_notifications import dimensions, load_handler, metric_math_alarm, sns_event
+    monkeypatch.setenv("FUNCTION_NAME", FUNCTION)
+    monkeypatch.setenv("ALIAS_NAME", "production")
+    monkeypatch.setenv("ALARM_NAMES", ",".join(ALARMS))
+    handler = load_handler()
+    try:
+        notification = metric_math_alarm(
+            name=ALARMS[1], metric_dimensions=dimensions(function=FUNCTION,
+                                                         executed_version=executed_version))
+        return handler.lambda_handler(sns_event(notification), None)
+    finally:
+        del sys.modules[handler.__name__]
+
+
+def test_alarm_rollback_is_reported_refused_then_acknowledged_by_rollback(world, monkeypatch):
+    world.runner().run("canary", 0.1)
+    outcomes = deliver_canary_alarm(monkeypatch, executed_version="2")
+    assert [outcome["action"] for outcome in outcomes] == ["rolled-back"]
+    assert world.live() == Routing("1")
+
+    status = world.runner().status()
+    assert status["rolled_back_by_alarm"].startswith(f"rolled back by alarm {ALARMS[1]} at ")
+    with pytest.raises(PhaseInputError, match="acknowledge it with `invoke rollback`"):
+        world.runner().run("canary", 0.25)
+    recorded = world.history.last("dev")
+    assert (recorded["caller"], recorded["outcome"]) == (f"alarm {ALARMS[1]}", "rolled-back")
+    assert recorded["routing_before"]["additional_version_weights"] == {"2": 0.1}
+
+    report = world.runner().run("rollback")
+    assert report.outcome == "succeeded"
+    assert report.detail.startswith(f"acknowledged: rolled back by alarm {ALARMS[1]}")
+    assert world.runner().status()["rolled_back_by_alarm"] is None  # Terraform reset the alias
+    assert [r["caller"].startswith("alarm") for r in world.history.read("dev")].count(True) == 1
+    assert world.runner().run("canary", 0.1).outcome == "succeeded"
+
+
+def test_force_goes_on_after_an_alarm_rollback_and_keeps_the_record(world, monkeypatch):
+    world.runner().run("canary", 0.1)
+    deliver_canary_alarm(monkeypatch, executed_version="2")
+    report = world.runner().run("canary", 0.1, force=True)
+    assert report.outcome == "succeeded"
+    assert world.live() == Routing("1", {"2": 0.1})
+    assert any(r["caller"] == f"alarm {ALARMS[1]}" for r in world.history.read("dev"))
+
+
+def test_cli_status_says_who_rolled_back(world, monkeypatch):
+    world.runner().run("canary", 0.1)
+    deliver_canary_alarm(monkeypatch, executed_version="2")
+    result = world.invoke("status")
+    assert result.returncode == 0, result.stderr
+    assert f"rolled back by alarm {ALARMS[1]} at" in result.stdout
+    assert "acknowledge with `invoke rollback`" in result.stdout
+    refused = world.invoke("canary", "--weight=0.2")
+    assert refused.returncode != 0 and "acknowledge it with `invoke rollback`" in refused.stderr

@@ -2,7 +2,6 @@
 whose runs move the alias in moto, as a real workspace's apply would; the endpoint follows the
 alias; the smoke check and the rollback logic are the local ones."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 
 from conftest import PROJECT_ROOT
 from fakes.endpoint import FakeEndpoint
-from fakes.moto_server import REGION, fake_aws  # noqa: F401 (fixture)
+from fakes.moto_server import REGION
 from fakes.tfc_server import FakeTfc
 from release.aws import Routing, client, read_alias
 from release.config import parse_config

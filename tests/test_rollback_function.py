@@ -2,155 +2,26 @@
 canary by itself, leaves everything else alone, and fails loudly when AWS does."""
 
 import ast
-import importlib.util
 import json
 import sys
-import uuid
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
 
 from conftest import PROJECT_ROOT
-from fakes.moto_server import ALIAS, REGION, fake_aws  # noqa: F401 (fixture)
+from fakes.alarm_notifications import (FUNCTION, STATE_CHANGE_TIME, dimensions,
+                                       metric_math_alarm, single_metric_alarm, sns_event)
+from fakes.moto_server import ALIAS
 
 FUNCTION_DIR = PROJECT_ROOT / "functions" / "rollback"
-FUNCTION = "deploy-patterns-demo-staging"
 CANARY_ALARM = f"{FUNCTION}-canary-error-rate"
 P99_ALARM = f"{FUNCTION}-p99-duration"
-STATE_CHANGE_TIME = "2025-03-10T00:05:12.345+0000"
 LOG_FIELDS = {"action", "reason", "alarm", "function", "alias", "routing_before", "routing_after",
               "revision_id", "state_change_time"}
 
 
-# --- events as AWS sends them --------------------------------------------------------------------
-
-def dimensions(function: str = FUNCTION, alias: str = ALIAS, executed_version: str | None = None
-               ) -> list[dict[str, str]]:
-    """Lambda alias dimensions, spelled as in alarm notifications (lower-case name/value)."""
-    found = [{"value": function, "name": "FunctionName"},
-             {"value": f"{function}:{alias}", "name": "Resource"}]
-    if executed_version:
-        found.append({"value": executed_version, "name": "ExecutedVersion"})
-    return found
-
-
-def _notification(name: str, state: str, trigger: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "AlarmName": name,
-        "AlarmDescription": "set by the release stack",
-        "AWSAccountId": "123456789012",
-        "AlarmConfigurationUpdatedTimestamp": "2025-03-10T00:00:01.000+0000",
-        "NewStateValue": state,
-        "NewStateReason": ("Threshold Crossed: 2 out of the last 3 datapoints [12.5 (10/03/25 "
-                           "00:04:00), 9.1 (10/03/25 00:03:00)] were greater than or equal to "
-                           "the threshold (5.0) (minimum 2 datapoints for OK -> ALARM transition)."),
-        "StateChangeTime": STATE_CHANGE_TIME,
-        "Region": "EU (Ireland)",
-        "AlarmArn": f"arn:aws:cloudwatch:{REGION}:123456789012:alarm:{name}",
-        "OldStateValue": "OK",
-        "OKActions": [],
-        "AlarmActions": [f"arn:aws:sns:{REGION}:123456789012:{FUNCTION}-rollback"],
-        "InsufficientDataActions": [],
-        "Trigger": trigger,
-    }
-
-
-def single_metric_alarm(name: str = P99_ALARM, state: str = "ALARM",
-                        metric_dimensions: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """A single-metric alarm's notification (the p99 Duration alarm of the stack)."""
-    return _notification(name, state, {
-        "MetricName": "Duration",
-        "Namespace": "AWS/Lambda",
-        "StatisticType": "ExtendedStatistic",
-        "ExtendedStatistic": "p99",
-        "Unit": None,
-        "Dimensions": dimensions() if metric_dimensions is None else metric_dimensions,
-        "Period": 60,
-        "EvaluationPeriods": 3,
-        "DatapointsToAlarm": 2,
-        "ComparisonOperator": "GreaterThanThreshold",
-        "Threshold": 3000.0,
-        "TreatMissingData": "notBreaching",
-        "EvaluateLowSampleCountPercentile": "",
-    })
-
-
-def metric_math_alarm(name: str = CANARY_ALARM, state: str = "ALARM",
-                      metric_dimensions: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """A metric-math alarm's notification (the stack's error-rate alarms: errors / invocations)."""
-    metric_dimensions = (dimensions(executed_version="2") if metric_dimensions is None
-                         else metric_dimensions)
-
-    def metric(query_id: str, metric_name: str) -> dict[str, Any]:
-        return {"Id": query_id, "MetricStat": {
-            "Metric": {"Dimensions": metric_dimensions, "MetricName": metric_name,
-                       "Namespace": "AWS/Lambda"},
-            "Period": 60, "Stat": "Sum"}, "ReturnData": False}
-
-    return _notification(name, state, {
-        "Period": 60,
-        "EvaluationPeriods": 3,
-        "DatapointsToAlarm": 2,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "Threshold": 5.0,
-        "TreatMissingData": "notBreaching",
-        "EvaluateLowSampleCountPercentile": "",
-        "Metrics": [metric("errors", "Errors"), metric("invocations", "Invocations"),
-                    {"Expression": "IF(invocations > 0, 100 * errors / invocations, 0)",
-                     "Id": "error_rate", "Label": "Error rate (%)", "ReturnData": True}],
-    })
-
-
-def sns_record(message: dict[str, Any] | str) -> dict[str, Any]:
-    topic = f"arn:aws:sns:{REGION}:123456789012:{FUNCTION}-rollback"
-    body = message if isinstance(message, str) else json.dumps(message)
-    return {
-        "EventSource": "aws:sns",
-        "EventVersion": "1.0",
-        "EventSubscriptionArn": f"{topic}:{uuid.uuid4()}",
-        "Sns": {
-            "Type": "Notification",
-            "MessageId": str(uuid.uuid4()),
-            "TopicArn": topic,
-            "Subject": "ALARM: \"alarm\" in EU (Ireland)",
-            "Message": body,
-            "Timestamp": "2025-03-10T00:05:12.456Z",
-            "SignatureVersion": "1",
-            "Signature": "EXAMPLE",
-            "SigningCertUrl": "EXAMPLE",
-            "UnsubscribeUrl": "EXAMPLE",
-            "MessageAttributes": {},
-        },
-    }
-
-
-def sns_event(*messages: dict[str, Any] | str) -> dict[str, Any]:
-    return {"Records": [sns_record(message) for message in messages]}
-
-
 # --- the function under test ---------------------------------------------------------------------
-
-@pytest.fixture
-def load_rollback(monkeypatch):
-    """Load functions/rollback/handler.py under a unique module name; forget it afterwards."""
-    # Keep the source tree free of __pycache__ (git status should not see it).
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    loaded = []
-
-    def load():
-        unique_name = f"rollback_handler_{uuid.uuid4().hex}"
-        spec = importlib.util.spec_from_file_location(unique_name, FUNCTION_DIR / "handler.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[unique_name] = module
-        loaded.append(unique_name)
-        spec.loader.exec_module(module)
-        return module
-
-    yield load
-    for unique_name in loaded:
-        del sys.modules[unique_name]
-
 
 @pytest.fixture
 def rollback(fake_aws, load_rollback, monkeypatch):

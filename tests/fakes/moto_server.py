@@ -3,9 +3,8 @@
 One server per test process (`moto_endpoint()` starts it on first use, on a free port);
 the `fake_aws` fixture wipes its state (`POST /moto-api/reset`), points boto3 at it through
 the environment (fake credentials, region, `AWS_ENDPOINT_URL`, no instance-metadata lookups,
-no ~/.aws files) and returns a `FakeAws` to create what a test needs:
-
-    from fakes.moto_server import fake_aws  # makes the fixture available to the module
+no ~/.aws files) and returns a `FakeAws` to create what a test needs (tests/conftest.py
+registers the fixture for every test module):
 
     def test_x(fake_aws):
         fake_aws.deploy("fn", versions=2, primary="1", weights={"2": 0.1}, alarm_names=["a"])

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "double.tfstate.json"
+# What the stack sets; an apply puts it back after the auto-rollback function changed it.
+ALIAS_DESCRIPTION = "Production traffic; routing set by the canary_weight and stable_version variables."
 CONFIG_VARIABLE = "TERRAFORM_DOUBLE_CONFIG"
 LOG_VARIABLE = "TERRAFORM_DOUBLE_LOG"
 # Resources a first apply of the stack creates (function, alias, API, alarms, ...).
@@ -221,7 +223,7 @@ def _sync_alias(state: dict[str, Any], config: dict[str, Any]) -> None:
     primary, weights = _routing(state["candidate_version"], state["stable_version"], state["canary_weight"])
     boto3.client("lambda", region_name=config["region"]).update_alias(
         FunctionName=config["function_name"], Name=config["alias_name"], FunctionVersion=primary,
-        RoutingConfig={"AdditionalVersionWeights": weights})
+        RoutingConfig={"AdditionalVersionWeights": weights}, Description=ALIAS_DESCRIPTION)
 
 
 def _outputs(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +272,7 @@ def _init(cwd: Path, config: dict[str, Any]) -> int:
 
 def _desired(variables: dict[str, str], config: dict[str, Any]) -> dict[str, Any] | str:
     """The state the variables ask for, or a Terraform-like validation error text."""
-    unknown = sorted(set(variables) - {"canary_weight", "stable_version"})
+    unknown = sorted(set(variables) - {"canary_weight", "stable_version", "fault_rate"})
     if unknown:
         return (f"╷\n│ Error: Value for undeclared variable\n│ \n│ A variable named \"{unknown[0]}\" "
                 "was assigned on the command line, but the root module does not declare a variable "
@@ -287,7 +289,7 @@ def _desired(variables: dict[str, str], config: dict[str, Any]) -> dict[str, Any
         return ("╷\n│ Error: Invalid value for variable\n│ \n│ stable_version must be \"\" or a published "
                 f"version number (got {stable!r}).\n╵")
     return {"candidate_version": str(config["candidate_version"]), "canary_weight": weight,
-            "stable_version": stable}
+            "stable_version": stable, "fault_rate": float(variables.get("fault_rate", "0"))}
 
 
 def _plan(cwd: Path, options: dict[str, Any], config: dict[str, Any]) -> int:
