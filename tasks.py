@@ -16,6 +16,7 @@ from invoke import Exit, task
 from release import aws, committed, synth as synthesis
 from release.config import ALIAS_NAME, ConfigError, EnvironmentConfig, ProjectConfig, load_config
 from release.console import ConsoleProgress
+from release.drill import DrillError, DrillOptions, run_drill
 from release.lock import ReleaseLock, ReleaseLockedError
 from release.phases import PhaseInputError, parse_steps, parse_weight, plan_committed
 from release.remote import RemoteTerraform
@@ -31,7 +32,7 @@ REQUESTS_HELP = "Smoke requests (default 0: sized from the weight so 10 % vs 20 
 LOCK_TIMEOUT_HELP = "How long Terraform waits for the state lock, e.g. 60s or 5m."
 # What a failing release step may raise besides PhaseFailed; each is one line for the user.
 USER_ERRORS = (ConfigError, PhaseInputError, ReleaseLockedError, TerraformError, aws.AwsError,
-               synthesis.SynthError, committed.CommittedError, TfcError)
+               synthesis.SynthError, committed.CommittedError, TfcError, DrillError)
 REMOTE_HELP = ("Apply through the environment's Terraform Cloud workspace (backend type cloud): set "
                "its variables, run it, then check and roll back as locally. Token: TFE_TOKEN or "
                "`terraform login`.")
@@ -292,6 +293,31 @@ def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=Fa
                        requests=requests, remote=remote)
     if json:
         _print(reports, json)
+
+
+@task(help={"env": "Environment to drill (default: staging; production ones need --yes-production).",
+            "fault_rate": "Share of the faulty version's requests that fail, in (0, 1].",
+            "weight": "Canary weight of the faulty version, between 0 and 1.",
+            "timeout": "Seconds to wait for the stack to roll back by itself.",
+            "yes_production": "Allow a drill on an environment marked production = true.",
+            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
+def drill(c, env="staging", fault_rate="0.5", weight="0.25", timeout=900, yes_production=False,
+          json=False, lock_timeout="60s"):
+    """Rollback drill: ship a failing canary and time the stack's own rollback."""
+    _, environment = _load(env)
+    if environment.production and not yes_production:
+        raise Exit(f"error: {env} is marked production = true: a drill fails real users' requests; "
+                   "drill staging, or pass --yes-production")
+    try:
+        options = DrillOptions(fault_rate=parse_weight(fault_rate, "--fault-rate"),
+                               weight=parse_weight(weight, "--weight"), timeout_seconds=timeout)
+    except (DrillError, PhaseInputError) as error:
+        raise _fail(error) from None
+    report = _release(env, "drill", lambda runner: run_drill(runner, options), as_json=json,
+                      lock_timeout=lock_timeout)
+    _print(report, json)
+    if report.outcome != "succeeded":
+        raise Exit(code=1)
 
 
 @task(help={"url": "Endpoint to test, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod/demo.",

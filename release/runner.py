@@ -267,7 +267,9 @@ class ReleaseRunner:
             reasons += smoke.reasons
         alarms = aws.alarm_states(self.clients["cloudwatch"], after["alarm_names"])
         alarm_verdict = judge_alarms(alarms)
-        if alarm_verdict.status == "fail":
+        # A rollback is the answer to a firing alarm, which takes minutes to clear: its states
+        # are recorded, but they judge only the phases that send traffic to the candidate.
+        if alarm_verdict.status == "fail" and report.phase in FORWARD_PHASES:
             reasons += alarm_verdict.reasons
         return replace(report, smoke=smoke, alarms=alarms,
                        outcome="failed" if reasons else "succeeded", detail="; ".join(reasons))

@@ -92,8 +92,9 @@ class SmokeResult:
 
 
 @dataclass(frozen=True)
-class _Response:
-    """One request's outcome. `version` is set only when the response met the contract."""
+class Probe:
+    """One request's outcome. `version` is set only when the response met the contract;
+    `error` says what went wrong otherwise."""
 
     latency_ms: float | None
     version: str | None = None
@@ -161,7 +162,7 @@ def _validate(url: object, requests: object, concurrency: object, timeout: objec
 
 def _send(url: str, total: int, concurrency: int, timeout: float, client: httpx.Client | None,
           on_response: Callable[[int, int], None] | None,
-          max_error_rate: float) -> tuple[list[_Response], bool]:
+          max_error_rate: float) -> tuple[list[Probe], bool]:
     """All responses, and whether sending stopped early because the error budget was spent."""
     # One pooled client: keep-alive connections make hundreds of requests cheap.
     http = client or httpx.Client(limits=httpx.Limits(max_connections=concurrency,
@@ -169,7 +170,7 @@ def _send(url: str, total: int, concurrency: int, timeout: float, client: httpx.
     stopped_early = False
     try:
         with ThreadPoolExecutor(max_workers=min(concurrency, total)) as pool:
-            futures = [pool.submit(_probe, http, url, timeout) for _ in range(total)]
+            futures = [pool.submit(probe, http, url, timeout) for _ in range(total)]
             errors = 0
             for done, future in enumerate(as_completed(futures), start=1):
                 if on_response is not None:
@@ -189,25 +190,25 @@ def _send(url: str, total: int, concurrency: int, timeout: float, client: httpx.
     return responses, stopped_early
 
 
-def _probe(http: httpx.Client, url: str, timeout: float) -> _Response:
+def probe(http: httpx.Client, url: str, timeout: float) -> Probe:
     started = time.perf_counter()
     try:
         response = http.get(url, timeout=timeout)
     except httpx.TimeoutException:
-        return _Response(latency_ms=None, error=f"timeout after {timeout:g} s")
+        return Probe(latency_ms=None, error=f"timeout after {timeout:g} s")
     except httpx.HTTPError as error:
-        return _Response(latency_ms=None, error=f"{type(error).__name__}: {error}")
+        return Probe(latency_ms=None, error=f"{type(error).__name__}: {error}")
     return _inspect(response, (time.perf_counter() - started) * 1000)
 
 
-def _inspect(response: httpx.Response, latency_ms: float) -> _Response:
+def _inspect(response: httpx.Response, latency_ms: float) -> Probe:
     """Check one response against the demo function's contract."""
     status = response.status_code
     if status >= 500 or status == 429:
         hint = " (throttled by API Gateway: lower concurrency)" if status == 429 else ""
-        return _Response(latency_ms, error=f"HTTP {status}: {_error_message(response)}{hint}")
+        return Probe(latency_ms, error=f"HTTP {status}: {_error_message(response)}{hint}")
     if status != 200:
-        return _Response(latency_ms, contract_violation=True,
+        return Probe(latency_ms, contract_violation=True,
                          error=f"HTTP {status} (expected 200): {_error_message(response)}")
     problems = []
     content_type = response.headers.get("content-type", "")
@@ -230,8 +231,8 @@ def _inspect(response: httpx.Response, latency_ms: float) -> _Response:
         problems.append(f"body function_version {body['function_version']!r} differs from "
                         f"header X-Function-Version {version!r}")
     if problems:
-        return _Response(latency_ms, contract_violation=True, error="; ".join(problems))
-    return _Response(latency_ms, version=version)
+        return Probe(latency_ms, contract_violation=True, error="; ".join(problems))
+    return Probe(latency_ms, version=version)
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -270,7 +271,7 @@ def _version_order(version: str) -> tuple[int, int | str]:
 
 
 def _judge(url: str, total: int, weight: float, max_error_rate: float,
-           responses: list[_Response], stopped_early: bool, candidate_given: str | None,
+           responses: list[Probe], stopped_early: bool, candidate_given: str | None,
            stable_given: str | None) -> SmokeResult:
     counts = Counter(r.version for r in responses if r.version is not None)
     candidate, stable, notes = _resolve_versions(counts, weight, candidate_given, stable_given)

@@ -60,8 +60,9 @@ class AliasFollower:
                 self.endpoint.configure(stable_version=routing.primary_version,
                                         candidate_version=candidate, weight=weight)
             else:
+                # No canary: every request goes to the primary (a "-" candidate gets none).
                 self.endpoint.configure(stable_version=routing.primary_version,
-                                        candidate_version=routing.primary_version, weight=0.0)
+                                        candidate_version="-", weight=0.0)
 
     def __enter__(self):
         self._thread.start()

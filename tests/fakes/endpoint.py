@@ -17,6 +17,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -59,6 +60,7 @@ class FakeEndpoint:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._requests_seen = 0
+        self._served: Counter = Counter()
         self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         # serve_forever checks for shutdown once per poll interval (0.5 s by default).
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
@@ -78,6 +80,16 @@ class FakeEndpoint:
     def behaviour(self) -> Behaviour:
         with self._lock:
             return self._behaviour
+
+    def served(self) -> Counter:
+        """Requests routed to each version, as (version, failed) -> count: what Lambda's
+        per-version Invocations and Errors metrics would count."""
+        with self._lock:
+            return Counter(self._served)
+
+    def _tally(self, version: str, failed: bool) -> None:
+        with self._lock:
+            self._served[(version, failed)] += 1
 
     def configure(self, **changes: object) -> None:
         """Change how later requests are answered, e.g. `configure(weight=0.5, latency_ms=20)`."""
@@ -134,7 +146,10 @@ def _handler_for(endpoint: FakeEndpoint) -> type[BaseHTTPRequestHandler]:
                 return
             version = (behaviour.candidate_version if route_draw < behaviour.weight
                        else behaviour.stable_version)
-            if version == behaviour.candidate_version and breakage_draw < behaviour.candidate_error_rate:
+            failed = (version == behaviour.candidate_version
+                      and breakage_draw < behaviour.candidate_error_rate)
+            endpoint._tally(version, failed)
+            if failed:
                 self._send(502, {"message": "Internal server error"}, {})
                 return
             breakage = behaviour.breakage if breakage_draw < behaviour.breakage_rate else None

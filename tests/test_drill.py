@@ -1,0 +1,132 @@
+"""Rollback drills end to end, with the release stand-ins plus CloudWatch and SNS played by the
+test: per-version metrics published from what the endpoint served, the canary alarm set when the
+faulty version's errors cross its threshold, and the real functions/rollback invoked with the
+notification, as the stack wires it in AWS."""
+
+import sys
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from fakes.alarm_notifications import dimensions, load_handler, metric_math_alarm, sns_event
+from release.aws import Routing
+from release.drill import DrillError, DrillOptions, run_drill
+from test_release_e2e import ALARMS, FUNCTION, world  # noqa: F401 (fixture)
+
+FAST = dict(timeout_seconds=10, concurrency=4, request_interval=0.005, alarm_poll_seconds=0.05,
+            alias_poll_seconds=0.02, settle_seconds=0.5, grace_seconds=0.1)
+
+
+class CloudWatchAndSns:
+    """Publishes the endpoint's per-version counts as Lambda metrics in moto; when the canary's
+    errors reach `threshold`, sets the canary alarm and delivers it to the rollback function."""
+
+    def __init__(self, world, threshold: int = 5) -> None:
+        self.world, self.threshold = world, threshold
+        self.published = {}
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.handler = load_handler()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            served = self.world.endpoint.served()
+            now = datetime.now(timezone.utc)
+            for version in {version for version, _ in served}:
+                total = served[(version, False)] + served[(version, True)]
+                errors = served[(version, True)]
+                last_total, last_errors = self.published.get(version, (0, 0))
+                if total > last_total:
+                    self.world.aws.put_version_metrics(FUNCTION, version, now,
+                                                       invocations=total - last_total,
+                                                       errors=errors - last_errors)
+                    self.published[version] = (total, errors)
+            canary = self.world.live().additional_version_weights
+            if not self.fired and canary:
+                (version, _), = canary.items()
+                if served[(version, True)] >= self.threshold:
+                    self.fired = True
+                    self.world.aws.set_alarm_state(ALARMS[1], "ALARM")
+                    self.handler.lambda_handler(sns_event(metric_math_alarm(
+                        name=ALARMS[1],
+                        metric_dimensions=dimensions(function=FUNCTION, executed_version=version))),
+                        None)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        del sys.modules[self.handler.__name__]
+
+
+@pytest.fixture
+def faulty_build(world, monkeypatch):
+    """The next version's code fails half its requests (what fault_rate=0.5 ships)."""
+    for name, value in {"FUNCTION_NAME": FUNCTION, "ALIAS_NAME": "production",
+                        "ALARM_NAMES": ",".join(ALARMS)}.items():
+        monkeypatch.setenv(name, value)
+    world.endpoint.configure(candidate_error_rate=0.5)
+    return world
+
+
+def test_drill_shows_the_stack_rolling_back_by_itself(faulty_build, capsys):
+    world = faulty_build
+    with CloudWatchAndSns(world) as cloud:
+        report = run_drill(world.runner(), DrillOptions(fault_rate=0.5, weight=0.25, **FAST))
+
+    assert cloud.fired
+    assert report.outcome == "succeeded", report.detail
+    assert report.alarm == ALARMS[1]
+    assert 0 <= report.seconds_to_alarm <= report.seconds_to_restore
+    assert report.failed_requests > 0 and report.failed_after_restore == 0
+    assert report.stable_errors == 0  # from the per-version metrics, as CloudWatch has them
+    assert report.versions_served["1"] > 0
+    assert world.live() == Routing("1")
+    state = world.double.state(world.outdir / "stacks" / "dev")
+    assert (state["canary_weight"], state["fault_rate"]) == (0, 0)  # Terraform back in line
+    callers = [(r["phase"], r["caller"].split()[0]) for r in world.history.read("dev")]
+    assert ("rollback", "alarm") in callers and callers[-1][0] == "drill"
+
+
+def test_drill_without_the_auto_rollback_fails_and_rolls_back_itself(faulty_build):
+    world = faulty_build
+    report = run_drill(world.runner(), DrillOptions(**{**FAST, "timeout_seconds": 0.3}))
+    assert report.outcome == "failed"
+    assert "did not take the canary off within 0.3 s" in report.detail
+    assert report.seconds_to_restore is None
+    assert world.live() == Routing("1")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"fault_rate": 0}, "--fault-rate 0 must be in (0, 1]"),
+    ({"weight": 1.0}, "--weight 1.0 must be between 0 and 1"),
+])
+def test_bad_drill_options(options, message):
+    with pytest.raises(DrillError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        DrillOptions(**options)
+
+
+def test_drill_refuses_a_running_canary(world):
+    world.runner().run("canary", 0.1)
+    applies = world.applies()
+    with pytest.raises(DrillError, match=r"running a canary \(v1 90 % \+ v2 10 %\)"):
+        run_drill(world.runner(), DrillOptions(**FAST))
+    assert world.applies() == applies
+
+
+@pytest.mark.parametrize("args, message", [
+    (("drill", "--env=prod"), "prod is marked production = true"),
+    (("drill", "--env=dev", "--fault-rate=1.5"), "--fault-rate '1.5' is not a share of traffic"),
+    (("drill", "--env=dev", "--fault-rate=0"), "--fault-rate 0.0 must be in (0, 1]"),
+])
+def test_cli_drill_bad_inputs_deploy_nothing(world, args, message):
+    applies = world.applies()
+    result = world.invoke(*args)
+    assert result.returncode != 0
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert world.applies() == applies
