@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Fixtures of the stand-ins: fake_aws (moto server), load_rollback (functions/rollback).
-pytest_plugins = ["fakes.moto_server", "fakes.alarm_notifications"]
+# Fixtures of the stand-ins: fake_aws (moto server), load_rollback (functions/rollback),
+# world (Terraform double + moto + endpoint, for the end-to-end release tests).
+pytest_plugins = ["fakes.moto_server", "fakes.alarm_notifications", "fakes.release_world"]
 PROJECT_ENVIRONMENTS = ("dev", "staging", "prod")
 # Added to the project's own environments for the session synth, so the S3 and Terraform Cloud
 # backends are synthesized in the same single run.

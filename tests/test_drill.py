@@ -3,80 +3,64 @@ test: per-version metrics published from what the endpoint served, the canary al
 faulty version's errors cross its threshold, and the real functions/rollback invoked with the
 notification, as the stack wires it in AWS."""
 
-import sys
-import threading
 from datetime import datetime, timezone
 
 import pytest
 
-from fakes.alarm_notifications import dimensions, load_handler, metric_math_alarm, sns_event
+from fakes.alarm_notifications import RollbackFunction
 from release.aws import Routing
 from release.drill import DrillError, DrillOptions, run_drill
-from test_release_e2e import ALARMS, FUNCTION, world  # noqa: F401 (fixture)
+from fakes.release_world import ALARMS, FUNCTION, BackgroundLoop
 
 FAST = dict(timeout_seconds=10, concurrency=4, request_interval=0.005, alarm_poll_seconds=0.05,
             alias_poll_seconds=0.02, settle_seconds=0.5, grace_seconds=0.1)
 
 
-class CloudWatchAndSns:
+class CloudWatchAndSns(BackgroundLoop):
     """Publishes the endpoint's per-version counts as Lambda metrics in moto; when the canary's
     errors reach `threshold`, sets the canary alarm and delivers it to the rollback function."""
 
-    def __init__(self, world, threshold: int = 5) -> None:
-        self.world, self.threshold = world, threshold
+    interval = 0.02
+
+    def __init__(self, world, rollback_function: RollbackFunction, threshold: int = 5) -> None:
+        super().__init__()
+        self.world, self.rollback_function, self.threshold = world, rollback_function, threshold
         self.published = {}
         self.fired = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self.handler = load_handler()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(0.02):
-            served = self.world.endpoint.served()
-            now = datetime.now(timezone.utc)
-            for version in {version for version, _ in served}:
-                total = served[(version, False)] + served[(version, True)]
-                errors = served[(version, True)]
-                last_total, last_errors = self.published.get(version, (0, 0))
-                if total > last_total:
-                    self.world.aws.put_version_metrics(FUNCTION, version, now,
-                                                       invocations=total - last_total,
-                                                       errors=errors - last_errors)
-                    self.published[version] = (total, errors)
-            canary = self.world.live().additional_version_weights
-            if not self.fired and canary:
-                (version, _), = canary.items()
-                if served[(version, True)] >= self.threshold:
-                    self.fired = True
-                    self.world.aws.set_alarm_state(ALARMS[1], "ALARM")
-                    self.handler.lambda_handler(sns_event(metric_math_alarm(
-                        name=ALARMS[1],
-                        metric_dimensions=dimensions(function=FUNCTION, executed_version=version))),
-                        None)
+    def step(self) -> None:
+        served = self.world.endpoint.served()
+        now = datetime.now(timezone.utc)
+        for version in {version for version, _ in served}:
+            total = served[(version, False)] + served[(version, True)]
+            errors = served[(version, True)]
+            last_total, last_errors = self.published.get(version, (0, 0))
+            if total > last_total:
+                self.world.aws.put_version_metrics(FUNCTION, version, now,
+                                                   invocations=total - last_total,
+                                                   errors=errors - last_errors)
+                self.published[version] = (total, errors)
+        canary = self.world.live().additional_version_weights
+        if not self.fired and canary:
+            (version, _), = canary.items()
+            if served[(version, True)] >= self.threshold:
+                self.fired = True
+                self.world.aws.set_alarm_state(ALARMS[1], "ALARM")
+                self.rollback_function.deliver(ALARMS[1], version)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        del sys.modules[self.handler.__name__]
 
 
 @pytest.fixture
-def faulty_build(world, monkeypatch):
+def faulty_build(world):
     """The next version's code fails half its requests (what fault_rate=0.5 ships)."""
-    for name, value in {"FUNCTION_NAME": FUNCTION, "ALIAS_NAME": "production",
-                        "ALARM_NAMES": ",".join(ALARMS)}.items():
-        monkeypatch.setenv(name, value)
     world.endpoint.configure(candidate_error_rate=0.5)
     return world
 
 
-def test_drill_shows_the_stack_rolling_back_by_itself(faulty_build, capsys):
+def test_drill_shows_the_stack_rolling_back_by_itself(faulty_build, monkeypatch):
     world = faulty_build
-    with CloudWatchAndSns(world) as cloud:
+    with RollbackFunction(monkeypatch, FUNCTION, ALARMS) as rollback_function, \
+            CloudWatchAndSns(world, rollback_function) as cloud:
         report = run_drill(world.runner(), DrillOptions(fault_rate=0.5, weight=0.25, **FAST))
 
     assert cloud.fired

@@ -19,7 +19,7 @@ from release.phases import routing_for
 from release.remote import RemoteTerraform
 from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
 from release.tfc import TfcClient
-from test_release_e2e import ALARMS, FUNCTION, AliasFollower
+from fakes.release_world import ALARMS, FUNCTION, AliasFollower
 
 WORKSPACE = "lambda-dev"
 

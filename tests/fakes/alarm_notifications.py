@@ -151,3 +151,27 @@ def load_rollback(monkeypatch):
         del sys.modules[unique_name]
 
 
+
+
+class RollbackFunction:
+    """functions/rollback as the stack deploys it for `function`: its environment and the real
+    handler, to which `deliver` hands a canary alarm the way SNS does. A context manager."""
+
+    def __init__(self, monkeypatch, function: str, alarm_names: list[str], alias: str = ALIAS):
+        self.function = function
+        for name, value in {"FUNCTION_NAME": function, "ALIAS_NAME": alias,
+                            "ALARM_NAMES": ",".join(alarm_names)}.items():
+            monkeypatch.setenv(name, value)
+        self.handler = load_handler()
+
+    def deliver(self, alarm_name: str, executed_version: str) -> list[dict[str, Any]]:
+        notification = metric_math_alarm(
+            name=alarm_name,
+            metric_dimensions=dimensions(function=self.function, executed_version=executed_version))
+        return self.handler.lambda_handler(sns_event(notification), None)
+
+    def __enter__(self) -> "RollbackFunction":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        del sys.modules[self.handler.__name__]

@@ -1,0 +1,148 @@
+"""The release world the end-to-end tests run in: stand-ins for everything AWS and Terraform.
+
+- Terraform: the double (tests/fakes/terraform_double.py), which also moves the alias in moto
+  after each apply, as a real apply would;
+- AWS: a moto server (Lambda versions and alias, CloudWatch alarms);
+- the endpoint: a local HTTP server answering like the function behind API Gateway, routed by
+  whatever the moto alias says at the time (as API Gateway follows the alias).
+
+The `world` fixture (registered in tests/conftest.py) starts with version 1 live and version 2
+published by the next apply.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from fakes.endpoint import FakeEndpoint
+from fakes.moto_server import REGION
+from fakes.terraform_double import TerraformDouble, write_stack
+from release.aws import Routing, client, read_alias
+from release.config import parse_config
+from release.history import ReleaseHistory
+from release.runner import ReleaseRunner, RunnerOptions
+from release.synth import FINGERPRINT_FILE, fingerprint
+from release.terraform import Terraform
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+FUNCTION = "deploy-patterns-demo-dev"
+ALARMS = [f"{FUNCTION}-error-rate", f"{FUNCTION}-canary-error-rate"]
+CONFIG = f"""
+[environments.dev]
+region = "{REGION}"
+function_name = "{FUNCTION}"
+rollout = {{ steps = [0.1, 0.5, 1.0], bake_seconds = 0 }}
+
+[environments.prod]
+region = "{REGION}"
+function_name = "deploy-patterns-demo-prod"
+production = true
+"""
+SMOKE_REQUESTS = 200
+
+
+class BackgroundLoop:
+    """Runs `step()` every `interval` seconds in a thread while used as a context manager."""
+
+    interval = 0.01
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.step()
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class AliasFollower(BackgroundLoop):
+    """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway."""
+
+    def __init__(self, endpoint: FakeEndpoint, lambda_client) -> None:
+        super().__init__()
+        self.endpoint, self.lambda_client = endpoint, lambda_client
+
+    def step(self) -> None:
+        routing = read_alias(self.lambda_client, FUNCTION, "production").routing
+        if routing.additional_version_weights:
+            (candidate, weight), = routing.additional_version_weights.items()
+            self.endpoint.configure(stable_version=routing.primary_version,
+                                    candidate_version=candidate, weight=weight)
+        else:
+            # No canary: every request goes to the primary (a "-" candidate gets none).
+            self.endpoint.configure(stable_version=routing.primary_version,
+                                    candidate_version="-", weight=0.0)
+
+
+@pytest.fixture
+def world(fake_aws, tmp_path, monkeypatch):
+    """Version 1 live on the alias (the first deployment done), version 2 just merged."""
+    config_path = tmp_path / "environments.toml"
+    config_path.write_text(CONFIG)
+    outdir = tmp_path / "cdktf.out"
+    for name in ("dev", "prod"):
+        write_stack(outdir / "stacks" / name)
+    monkeypatch.setenv("SAFE_RELEASE_CONFIG", str(config_path))
+    monkeypatch.setenv("CDKTF_OUTDIR", str(outdir))
+    monkeypatch.setenv("SAFE_RELEASE_STATE_DIR", str(tmp_path / "state"))
+    fake_aws.deploy(FUNCTION, versions=1, alarm_names=ALARMS)
+    with FakeEndpoint(seed=7, stable_version="1", candidate_version="1") as endpoint:
+        double = TerraformDouble(tmp_path, candidate_version="1", function_name=FUNCTION,
+                                 region=REGION, api_url=endpoint.url, alarm_names=ALARMS,
+                                 sync_alias=True)
+        for name, value in double.env.items():
+            monkeypatch.setenv(name, value)
+        lambda_client = client("lambda", REGION)
+        with AliasFollower(endpoint, lambda_client):
+            world = World(fake_aws, double, endpoint, lambda_client, config_path, outdir, tmp_path)
+            world.runner().run("deploy")  # first deployment: v1 takes all traffic
+            world.new_version()  # v2 merged and published by the next apply
+            yield world
+
+
+class World:
+    def __init__(self, aws, double, endpoint, lambda_client, config_path, outdir, tmp_path):
+        self.aws, self.double, self.endpoint = aws, double, endpoint
+        self.lambda_client, self.config_path, self.outdir = lambda_client, config_path, outdir
+        self.history = ReleaseHistory(tmp_path / "state" / "history.jsonl")
+
+    def new_version(self) -> str:
+        version = self.aws.publish_version(FUNCTION)
+        self.double.configure(candidate_version=version)
+        return version
+
+    def runner(self, **options) -> ReleaseRunner:
+        environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
+        options = RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
+                                routing_timeout=5, bake_poll_seconds=0.01, **options)
+        return ReleaseRunner(environment, Terraform(environment.stack_dir), options=options,
+                             history=self.history)
+
+    def live(self) -> Routing:
+        return read_alias(self.lambda_client, FUNCTION, "production").routing
+
+    def applies(self) -> int:
+        return self.double.commands().count("apply")
+
+    def invoke(self, *args: str) -> subprocess.CompletedProcess:
+        """The real CLI in a subprocess, with this world's environment."""
+        (self.outdir / FINGERPRINT_FILE).write_text(
+            fingerprint(parse_config(self.config_path.read_text(), self.config_path)))
+        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, env=dict(os.environ), timeout=120)
