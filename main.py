@@ -18,9 +18,10 @@ def main() -> None:
     from cdktf import App
 
     from modules.stack import SafeReleaseStack
-    from modules.traffic_policy import APP_CONTEXT
+    from modules.traffic_policy import register_module_source
 
-    app = App(context=APP_CONTEXT)
+    app = App()
+    register_module_source(app)
     for environment in config.environments.values():
         SafeReleaseStack(app, environment.name, environment)
     app.synth()

@@ -3,15 +3,22 @@ alias routing from the phase variables (its routing table is in `traffic_policy/
 
 from dataclasses import dataclass
 
-from cdktf import TerraformHclModule, Token
+from cdktf import App, TerraformHclModule, Token
 from constructs import Construct
 
 # Relative to the project root (where `cdktf synth` and `python main.py` run). cdktf copies the
 # module into the stack's assets and writes a relative source, so a synthesized stack directory
 # works on its own, e.g. committed for Terraform Cloud.
 TRAFFIC_POLICY_SOURCE = "./modules/traffic_policy"
-# App context that lets cdktf resolve the relative module source above.
-APP_CONTEXT = {"cdktfRelativeModules": [TRAFFIC_POLICY_SOURCE]}
+
+
+def register_module_source(app: App) -> None:
+    """Let cdktf resolve the relative module source above (the `cdktfRelativeModules` context).
+
+    Set on the app after it is built, not through App(context=...): the cdktf CLI passes its own
+    list, from cdktf.json, in CDKTF_CONTEXT_JSON, which would override ours with an empty one.
+    """
+    app.node.set_context("cdktfRelativeModules", [TRAFFIC_POLICY_SOURCE])
 
 
 @dataclass(frozen=True)

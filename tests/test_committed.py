@@ -1,6 +1,7 @@
 """The committed Terraform (terraform/<env>/) that Terraform Cloud VCS-driven runs apply."""
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,3 +121,16 @@ def test_refresh_keeps_the_phase_and_removes_stale_assets(synth, tmp_path):
     assert committed.read_phase(target) == {"canary_weight": 0.25, "stable_version": "3"}
     assert not (target / "assets" / "old.zip").exists()
     assert committed.write(synth.stack_dir("dev"), target) is False
+
+
+def test_cdktf_cli_synth_gives_the_committed_terraform(tmp_path):
+    """`cdktf synth` (the CLI, which runs main.py through cdktf.json with its own context) yields
+    exactly what `invoke synth` committed: `cdktf deploy` applies the same stacks."""
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1",  # no version check over the network
+           "PATH": f"{PROJECT_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["cdktf", "synth", "--output", str(tmp_path / "out")], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for environment in PROJECT_ENVIRONMENTS:
+        assert committed.differences(tmp_path / "out" / "stacks" / environment,
+                                     committed.committed_root() / environment) == []
