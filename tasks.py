@@ -137,6 +137,13 @@ def _release(env: str, command: str, work, *, as_json: bool, lock_timeout: str,
     return result
 
 
+def _phase(env: str, kind: str, weight: float | None = None, *, force: bool, as_json: bool,
+           **options) -> None:
+    """One phase (deploy, canary, promote) through `_release`, printed."""
+    _print(_release(env, kind, lambda runner: runner.run(kind, weight, force=force),
+                    as_json=as_json, **options), as_json)
+
+
 def _commit(env: str, kind: str, weight: float | None = None, stable_version: str = "auto") -> None:
     """The phase as a commit of its phase file, for a VCS-driven Terraform Cloud workspace."""
     config, environment = _load(env)
@@ -195,8 +202,9 @@ def synth(c, env="", force=False, check=False):
     print(f"synth: up to date ({stacks})" if seconds is None else
           f"synth: {', '.join(config.environments)} in {seconds:.1f} s ({stacks})")
     if changed:
-        print(f"synth: refreshed {', '.join(f'{committed.committed_root().name}/{name}' for name in changed)}"
-              " (commit it for Terraform Cloud runs)")
+        root = committed.committed_root().name
+        print(f"synth: refreshed {', '.join(f'{root}/{name}' for name in changed)} "
+              "(commit it for Terraform Cloud runs)")
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
@@ -207,9 +215,8 @@ def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="6
     """Publish new code as the candidate at weight 0 (first deployment: it takes all traffic)."""
     if commit:
         return _commit(env, "deploy", stable_version=stable_version)
-    _print(_release(env, "deploy", lambda runner: runner.run("deploy", force=force), as_json=json,
-                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
-                    remote=remote), json)
+    _phase(env, "deploy", force=force, as_json=json, lock_timeout=lock_timeout,
+           smoke=not no_smoke, requests=requests, remote=remote)
 
 
 @task(help={"weight": "Share of requests for the new version, from 0 to 1 (e.g. 0.1).",
@@ -228,9 +235,8 @@ def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock
         raise _fail(error) from None
     if commit:
         return _commit(env, "canary", share, stable_version)
-    _print(_release(env, "canary", lambda runner: runner.run("canary", share, force=force), as_json=json,
-                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
-                    remote=remote), json)
+    _phase(env, "canary", share, force=force, as_json=json, lock_timeout=lock_timeout,
+           smoke=not no_smoke, requests=requests, remote=remote)
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
@@ -241,9 +247,8 @@ def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="
     """Blue-green switch: all traffic to the new version, which becomes the stable one."""
     if commit:
         return _commit(env, "promote", stable_version=stable_version)
-    _print(_release(env, "promote", lambda runner: runner.run("promote", force=force), as_json=json,
-                    lock_timeout=lock_timeout, smoke=not no_smoke, requests=requests,
-                    remote=remote), json)
+    _phase(env, "promote", force=force, as_json=json, lock_timeout=lock_timeout,
+           smoke=not no_smoke, requests=requests, remote=remote)
 
 
 @task(help={"env": ENV_HELP,
