@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -117,12 +117,8 @@ def run_drill(runner: ReleaseRunner, options: DrillOptions, *,
                             "promote or rollback first"))
     window_start = datetime.now(timezone.utc)
     # The canary is meant to fail: the runner must not smoke-test it and roll it back itself.
-    canary_runner = ReleaseRunner(environment, runner.terraform, clients=runner.clients,
-                                  history=runner.history,
-                                  options=replace(runner.options, smoke=False),
-                                  progress=runner.progress, sleep=runner.sleep, clock=runner.clock)
-    canary = canary_runner.run("canary", options.weight,
-                               extra_variables={"fault_rate": options.fault_rate})
+    canary = runner.with_options(smoke=False).run(
+        "canary", options.weight, extra_variables={"fault_rate": options.fault_rate})
     state = runner.stack_state()
     stable = state.routing.primary_version
     watch = _Watch(started=clock())

@@ -165,6 +165,12 @@ class ReleaseRunner:
         self.sleep = sleep
         self.clock = clock
 
+    def with_options(self, **changes: Any) -> ReleaseRunner:
+        """The same runner (stack, clients, history, progress) with other options."""
+        return ReleaseRunner(self.environment, self.terraform, clients=self.clients,
+                             history=self.history, options=replace(self.options, **changes),
+                             progress=self.progress, sleep=self.sleep, clock=self.clock)
+
     # ------------------------------------------------------------------ reading the stack
 
     def stack_state(self) -> StackState:
