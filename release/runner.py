@@ -378,12 +378,10 @@ class ReleaseRunner:
                 on_step: Callable[[PhaseReport], None] | None = None) -> list[PhaseReport]:
         """Each step: apply, check, then bake while judging alarms and per-version metrics."""
         reports: list[PhaseReport] = []
-        state = self.stack_state()
-        live = self.live_alias(state)
-        # Resume where traffic stands: steps at or below the running canary's weight are done.
-        current = live.routing.canary_weight if live else 0.0
+        # Every rollout walks all its steps, even after a paused one: the first apply may publish
+        # newer code than the canary that was running, and that code starts at the first step.
         try:
-            for step in (step for step in steps if step > current):
+            for step in steps:
                 kind = "promote" if step >= 1 else "rollout-step"
                 report = self.run(kind, step, force=force)
                 if kind == "rollout-step" and bake_seconds > 0:
@@ -424,8 +422,8 @@ class ReleaseRunner:
         if verdict is not None and verdict.status == "inconclusive":
             paused = replace(report, outcome="paused", alarms=alarms, verdict=verdict,
                              detail=(f"{'; '.join(verdict.reasons)}; traffic stays at "
-                                     f"{state.routing.describe()}: rerun `invoke rollout` to go "
-                                     "on, or `invoke rollback`"))
+                                     f"{state.routing.describe()}: rerun `invoke rollout` (it "
+                                     "starts from its first step) or `invoke rollback`"))
             raise self._failed(paused, started)
         return replace(report, alarms=alarms, verdict=verdict)
 
