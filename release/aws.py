@@ -255,11 +255,8 @@ def fast_rollback(lambda_client: Any, function_name: str, alias_name: str, stabl
                        revision_id=revision_id)
 
 
-def alarm_states(cloudwatch_client: Any, alarm_names: list[str] | tuple[str, ...]
-                 ) -> dict[str, str]:
-    """State (OK, ALARM, INSUFFICIENT_DATA) of each named alarm; MISSING for unknown names."""
-    names = list(dict.fromkeys(alarm_names))
-    states = dict.fromkeys(names, MISSING)
+def _describe_alarms(cloudwatch_client: Any, names: list[str]) -> Iterator[Mapping[str, Any]]:
+    """Every existing alarm among `names` (metric and composite), as DescribeAlarms gives it."""
     paginator = cloudwatch_client.get_paginator("describe_alarms")
     with _translated("DescribeAlarms"):
         for start in range(0, len(names), ALARM_NAMES_PER_REQUEST):
@@ -267,10 +264,31 @@ def alarm_states(cloudwatch_client: Any, alarm_names: list[str] | tuple[str, ...
             pages = paginator.paginate(AlarmNames=batch,
                                        AlarmTypes=["MetricAlarm", "CompositeAlarm"])
             for page in pages:
-                for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
-                    if alarm["AlarmName"] in states:
-                        states[alarm["AlarmName"]] = alarm["StateValue"]
+                yield from page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])
+
+
+def alarm_states(cloudwatch_client: Any, alarm_names: list[str] | tuple[str, ...]
+                 ) -> dict[str, str]:
+    """State (OK, ALARM, INSUFFICIENT_DATA) of each named alarm; MISSING for unknown names."""
+    names = list(dict.fromkeys(alarm_names))
+    states = dict.fromkeys(names, MISSING)
+    for alarm in _describe_alarms(cloudwatch_client, names):
+        if alarm["AlarmName"] in states:
+            states[alarm["AlarmName"]] = alarm["StateValue"]
     return states
+
+
+def first_alarm_since(cloudwatch_client: Any, alarm_names: list[str] | tuple[str, ...],
+                      since: datetime) -> tuple[str, datetime] | None:
+    """The alarm among `alarm_names` that went into ALARM first at or after `since`, and when
+    (CloudWatch's StateUpdatedTimestamp: exact, whenever this is asked)."""
+    firing = [(alarm["StateUpdatedTimestamp"], alarm["AlarmName"])
+              for alarm in _describe_alarms(cloudwatch_client, list(dict.fromkeys(alarm_names)))
+              if alarm["StateValue"] == "ALARM" and alarm["StateUpdatedTimestamp"] >= since]
+    if not firing:
+        return None
+    when, name = min(firing)
+    return name, when
 
 
 @dataclass(frozen=True)

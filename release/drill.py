@@ -92,7 +92,8 @@ class DrillReport:
 class _Watch:
     """What the drill has seen so far."""
 
-    started: float
+    started: float  # clock(), for the loop
+    started_at: datetime  # wall time, to place CloudWatch's alarm timestamps
     requests: int = 0
     failed: int = 0
     failed_after_restore: int = 0
@@ -121,7 +122,7 @@ def run_drill(runner: ReleaseRunner, options: DrillOptions, *,
         "canary", options.weight, extra_variables={"fault_rate": options.fault_rate})
     state = runner.stack_state()
     stable = state.routing.primary_version
-    watch = _Watch(started=clock())
+    watch = _Watch(started=clock(), started_at=datetime.now(timezone.utc))
     runner.progress.status(f"drill: v{state.candidate_version} at {options.weight:.0%} failing "
                            f"{options.fault_rate:.0%}; waiting for the alarm and the rollback")
     with httpx.Client() as http, ThreadPoolExecutor(max_workers=options.concurrency) as pool:
@@ -186,11 +187,12 @@ def _drive(runner: ReleaseRunner, state, options: DrillOptions, watch: _Watch, h
                     watch.failed_after_restore += 1
             else:
                 watch.versions[result.version] += 1
-        if watch.alarm is None and now >= next_alarm_poll:
-            states = aws.alarm_states(cloudwatch, state["alarm_names"])
-            firing = [name for name, value in states.items() if value == "ALARM"]
-            if firing:
-                watch.alarm, watch.seconds_to_alarm = firing[0], clock() - watch.started
+        # Once traffic is back, the alarm has fired: look at once rather than at the next poll.
+        if watch.alarm is None and (now >= next_alarm_poll or watch.seconds_to_restore is not None):
+            first = aws.first_alarm_since(cloudwatch, state["alarm_names"], watch.started_at)
+            if first:
+                watch.alarm = first[0]
+                watch.seconds_to_alarm = (first[1] - watch.started_at).total_seconds()
             next_alarm_poll = now + options.alarm_poll_seconds
         if watch.seconds_to_restore is None and now >= next_alias_poll:
             live = aws.read_alias(lambda_client, state["function_name"], state["alias_name"])

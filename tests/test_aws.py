@@ -11,6 +11,7 @@ from botocore.config import Config
 
 from fakes.moto_server import FAKE_KEY_ID, FAKE_SECRET, REGION, FakeAws
 from release.aws import (AwsError, NO_CREDENTIALS, Routing, RoutingError, RoutingTimeout,
+                         first_alarm_since,
                          alarm_states, client, fast_rollback, preflight_credentials, read_alias,
                          version_metrics, wait_for_routing)
 
@@ -196,6 +197,19 @@ def test_alarm_states_asks_for_at_most_100_names_per_request(fake_aws: FakeAws):
     states = alarm_states(cloudwatch, names)
     assert calls == ["DescribeAlarms", "DescribeAlarms"]
     assert len(states) == 150 and states["alarm-149"] == "ALARM" and states["alarm-000"] == "OK"
+
+
+def test_first_alarm_since_names_the_earliest_new_alarm_and_when(fake_aws: FakeAws):
+    fake_aws.deploy(FN, alarm_names=["old", "canary", "errors", "quiet"])
+    fake_aws.set_alarm_state("old", "ALARM")  # fired before the drill started: not this drill's
+    since = datetime.now(timezone.utc)
+    fake_aws.set_alarm_state("canary", "ALARM")
+    fake_aws.set_alarm_state("errors", "ALARM")
+    name, when = first_alarm_since(client("cloudwatch", REGION),
+                                   ["old", "canary", "errors", "quiet"], since)
+    assert name == "canary"
+    assert since <= when <= datetime.now(timezone.utc)
+    assert first_alarm_since(client("cloudwatch", REGION), ["quiet", "old"], since) is None
 
 
 # version_metrics
