@@ -466,7 +466,3 @@ class ReleaseRunner:
             "alarms": aws.alarm_states(self.clients["cloudwatch"], state["alarm_names"]),
             "last_phase": self.history.last(self.environment.name),
         }
-
-
-__all__ = ["AwsClients", "PhaseFailed", "PhaseInputError", "PhaseReport", "Progress",
-           "ReleaseRunner", "RunnerOptions"]
