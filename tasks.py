@@ -30,6 +30,8 @@ JSON_HELP = "Print a machine-readable JSON result on stdout instead of the summa
 NO_SMOKE_HELP = "Skip the smoke check after the apply (the alias wait and alarm check still run)."
 REQUESTS_HELP = "Smoke requests (default 0: sized from the weight so 10 % vs 20 % is told apart)."
 LOCK_TIMEOUT_HELP = "How long Terraform waits for the state lock, e.g. 60s or 5m."
+URL_HELP = ("Endpoint the smoke check calls instead of the stack's api_url output (a custom domain, "
+            "a private API through a tunnel, a local stand-in).")
 # What a failing release step may raise besides PhaseFailed; each is one line for the user.
 USER_ERRORS = (ConfigError, PhaseInputError, ReleaseLockedError, TerraformError, aws.AwsError,
                synthesis.SynthError, committed.CommittedError, TfcError, DrillError)
@@ -82,7 +84,8 @@ def _synthesize(config: ProjectConfig, force: bool = False,
 
 
 def _runner(environment: EnvironmentConfig, progress: ConsoleProgress, *, lock_timeout: str,
-            smoke: bool = True, requests: int = 0, remote: bool = False) -> ReleaseRunner:
+            smoke: bool = True, requests: int = 0, remote: bool = False,
+            url: str = "") -> ReleaseRunner:
     """Preflight (Terraform binary and version or the remote workspace, AWS credentials,
     synthesized stack), then the runner."""
     if remote:
@@ -98,7 +101,7 @@ def _runner(environment: EnvironmentConfig, progress: ConsoleProgress, *, lock_t
             raise synthesis.SynthError(f"no synthesized stack at {environment.stack_dir}: "
                                        "run `invoke synth`")
     aws.preflight_credentials(environment.region)
-    options = RunnerOptions(smoke=smoke, smoke_requests=requests or None)
+    options = RunnerOptions(smoke=smoke, smoke_requests=requests or None, smoke_url=url)
     return ReleaseRunner(environment, terraform, options=options, progress=progress)
 
 
@@ -115,19 +118,20 @@ def _print(result, as_json: bool) -> None:
 
 
 def _release(env: str, command: str, work, *, as_json: bool, lock_timeout: str,
-             smoke: bool = True, requests: int = 0, remote: bool = False):
-    """Load, synth if needed, preflight, lock, then return `work(runner)`'s report(s).
+             smoke: bool = True, requests: int = 0, remote: bool = False, url: str = ""):
+    """Load, lock, synth if needed, preflight, then return `work(runner)`'s report(s).
 
-    A failed phase is printed here (its report, or with --json everything done so far) and
-    ends the command with exit code 1."""
+    The lock comes first: a second caller is refused at once, before a synth rewrites the
+    stack the first one is applying. A failed phase is printed here (its report, or with --json
+    everything done so far) and ends the command with exit code 1."""
     config, environment = _load(env)
     try:
-        if not remote:  # a remote workspace runs its own (committed) configuration
-            _synthesize(config)
-        with ConsoleProgress() as progress:
-            runner = _runner(environment, progress, lock_timeout=lock_timeout, smoke=smoke,
-                             requests=requests, remote=remote)
-            with ReleaseLock(environment.name, f"invoke {command}"):
+        with ReleaseLock(environment.name, f"invoke {command}"):
+            if not remote:  # a remote workspace runs its own (committed) configuration
+                _synthesize(config)
+            with ConsoleProgress() as progress:
+                runner = _runner(environment, progress, lock_timeout=lock_timeout, smoke=smoke,
+                                 requests=requests, remote=remote, url=url)
                 result = work(runner)
     except PhaseFailed as failure:
         _print(failure.result if as_json else failure.report, as_json)
@@ -209,22 +213,24 @@ def synth(c, env="", force=False, check=False):
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP,
+            "url": URL_HELP})
 def deploy(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
-           stable_version="auto", remote=False, force=False):
+           stable_version="auto", remote=False, force=False, url=""):
     """Publish new code as the candidate at weight 0 (first deployment: it takes all traffic)."""
     if commit:
         return _commit(env, "deploy", stable_version=stable_version)
     _phase(env, "deploy", force=force, as_json=json, lock_timeout=lock_timeout,
-           smoke=not no_smoke, requests=requests, remote=remote)
+           smoke=not no_smoke, requests=requests, remote=remote, url=url)
 
 
 @task(help={"weight": "Share of requests for the new version, from 0 to 1 (e.g. 0.1).",
             "env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP,
+            "url": URL_HELP})
 def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s",
-           commit=False, stable_version="auto", remote=False, force=False):
+           commit=False, stable_version="auto", remote=False, force=False, url=""):
     """Send a share of traffic to the new version, verify it, roll back by itself on failure."""
     if weight == "":
         raise Exit("error: canary needs the share of traffic for the new version: pass --weight, "
@@ -236,27 +242,29 @@ def canary(c, weight="", env="dev", no_smoke=False, requests=0, json=False, lock
     if commit:
         return _commit(env, "canary", share, stable_version)
     _phase(env, "canary", share, force=force, as_json=json, lock_timeout=lock_timeout,
-           smoke=not no_smoke, requests=requests, remote=remote)
+           smoke=not no_smoke, requests=requests, remote=remote, url=url)
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
             "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP,
-            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
+            "stable_version": STABLE_VERSION_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP,
+            "url": URL_HELP})
 def promote(c, env="dev", no_smoke=False, requests=0, json=False, lock_timeout="60s", commit=False,
-            stable_version="auto", remote=False, force=False):
+            stable_version="auto", remote=False, force=False, url=""):
     """Blue-green switch: all traffic to the new version, which becomes the stable one."""
     if commit:
         return _commit(env, "promote", stable_version=stable_version)
     _phase(env, "promote", force=force, as_json=json, lock_timeout=lock_timeout,
-           smoke=not no_smoke, requests=requests, remote=remote)
+           smoke=not no_smoke, requests=requests, remote=remote, url=url)
 
 
 @task(help={"env": ENV_HELP,
             "fast": "First point the alias back with one Lambda API call, then apply.",
             "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP, "json": JSON_HELP,
-            "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP, "remote": REMOTE_HELP})
+            "lock_timeout": LOCK_TIMEOUT_HELP, "commit": COMMIT_HELP, "remote": REMOTE_HELP,
+            "url": URL_HELP})
 def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, lock_timeout="60s",
-             commit=False, remote=False):
+             commit=False, remote=False, url=""):
     """All traffic back to the stable version (weight 0); running it twice is harmless."""
     if commit:
         return _commit(env, "rollback")
@@ -272,16 +280,20 @@ def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, l
                       file=sys.stderr)
         return runner.run("rollback")
     _print(_release(env, "rollback", work, as_json=json, lock_timeout=lock_timeout,
-                    smoke=not no_smoke, requests=requests, remote=remote), json)
+                    smoke=not no_smoke, requests=requests, remote=remote, url=url), json)
 
 
 @task(help={"env": ENV_HELP,
             "steps": "Comma-separated weights, ascending, ending at 1 (default: the environment's preset).",
             "bake": "Seconds to watch alarms and metrics after each step (default -1: the preset).",
             "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP, "json": JSON_HELP,
-            "lock_timeout": LOCK_TIMEOUT_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP})
+            "lock_timeout": LOCK_TIMEOUT_HELP, "remote": REMOTE_HELP, "force": FORCE_HELP,
+            "report": "Afterwards (a failed rollout too) write `invoke report` HTML of the "
+                      "environment to this path and print it; --json then prints "
+                      "{\"steps\": [...], \"report\": {...}} instead of the list of steps.",
+            "url": URL_HELP})
 def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=False,
-            lock_timeout="60s", remote=False, force=False):
+            lock_timeout="60s", remote=False, force=False, report="", url=""):
     """Step through the weights with a bake after each; any failure rolls back to 0."""
     _, environment = _load(env)
     try:
@@ -291,11 +303,18 @@ def rollout(c, env="dev", steps="", bake=-1, no_smoke=False, requests=0, json=Fa
     bake_seconds = environment.rollout.bake_seconds if int(bake) < 0 else int(bake)
     # Humans see each step's line as it finishes (bakes take minutes); pipelines get one JSON list.
     on_step = None if json else (lambda report: print(report.summary_line(), flush=True))
-    reports = _release(env, "rollout",
-                       lambda runner: runner.rollout(weights, bake_seconds, force=force,
-                                                    on_step=on_step),
-                       as_json=json, lock_timeout=lock_timeout, smoke=not no_smoke,
-                       requests=requests, remote=remote)
+
+    def work(runner):
+        try:
+            return runner.rollout(weights, bake_seconds, force=force, on_step=on_step)
+        except PhaseFailed as failure:
+            if report:  # written before the failure is printed, so that --json carries it
+                failure.result = _reported_rollout(environment, report, failure.result, json)
+            raise
+    reports = _release(env, "rollout", work, as_json=json, lock_timeout=lock_timeout,
+                       smoke=not no_smoke, requests=requests, remote=remote, url=url)
+    if report:
+        reports = _reported_rollout(environment, report, reports, json)
     if json:
         _print(reports, json)
 
@@ -366,9 +385,13 @@ def status(c, env="dev", json=False, lock_timeout="60s", remote=False):
     if info["rolled_back_by_alarm"]:
         print(f"  {info['rolled_back_by_alarm']}")
         print("  acknowledge with `invoke rollback`: it brings Terraform's state in line")
-    elif info["drift"]:
+    elif info["live_routing"] != info["terraform_routing"]:
         print(f"  DRIFT: Terraform expects {info['terraform_routing']}, the live alias differs; "
               "rerun the last phase or `invoke rollback`")
+    if info["terraform_drift"]:
+        print(f"  DRIFT: a plan with the last phase's variables would change "
+              f"{', '.join(info['terraform_drift'])}: something was changed outside Terraform; "
+              "rerun the last phase to put it back")
     print("  alarms: " + ", ".join(f"{name} {state}" for name, state in info["alarms"].items()))
     last = info["last_phase"]
     if last:
@@ -396,3 +419,56 @@ def destroy(c, env="dev", yes=False, lock_timeout="60s"):
     except USER_ERRORS as error:
         raise _fail(error) from None
     print(f"destroy {env}: {plan.summary}")
+
+
+def _write_report(environment: EnvironmentConfig, out: str, *, history: str = "", since: str = "",
+                  last: int = 0, metrics: str = "auto", png: bool = False):
+    """The report's work, for `report` and `rollout --report`; what the user can fix is Exit."""
+    # Imported here: matplotlib takes about a second to load, which no other task should pay.
+    from release.history import ReleaseHistory
+    from release.report import ReportOptions, write_report
+    from release.report_model import ReportInputError, parse_since
+
+    try:
+        options = ReportOptions(since=parse_since(since) if since else None, last=int(last),
+                                metrics=metrics, png=png)
+        return write_report(environment, Path(out),
+                            history=ReleaseHistory(Path(history) if history else None),
+                            options=options)
+    except (ReportInputError, aws.AwsError, OSError) as error:
+        raise _fail(error) from None
+
+
+def _reported_rollout(environment: EnvironmentConfig, out: str, steps, as_json: bool):
+    """`rollout --report`: the report after the steps. One that cannot be written is one line on
+    stderr; the rollout's own outcome decides the exit code."""
+    from release.report import ReportedRollout
+
+    try:
+        written = _write_report(environment, out)
+    except Exit as error:
+        print(f"rollout {environment.name}: no report written: "
+              f"{error.message.removeprefix('error: ')}", file=sys.stderr)
+        written = None
+    if written and not as_json:
+        print(written.summary_line(environment.name))
+    return ReportedRollout(steps, written)
+
+
+@task(help={"env": ENV_HELP,
+            "since": "Only phases newer than this: 90m, 24h, 7d, 2w (default: all).",
+            "last": "Only the newest N phases (default 0: all).",
+            "out": "HTML file to write (default: release-report-<env>.html).",
+            "png": "Also write the main chart as a PNG beside the HTML (same name, .png).",
+            "metrics": "Per-version CloudWatch metrics: auto (when AWS credentials and network "
+                       "allow, else a note in the page), on (fail without them) or off.",
+            "from_history": "History file to read (default: .release/history.jsonl), e.g. "
+                            "one downloaded from a CI run.",
+            "json": JSON_HELP})
+def report(c, env="dev", since="", last=0, out="", png=False, metrics="auto", from_history="",
+           json=False):
+    """Self-contained HTML report of the environment's releases, from the history (offline)."""
+    _, environment = _load(env)
+    written = _write_report(environment, out or f"release-report-{env}.html", history=from_history,
+                            since=since, last=last, metrics=metrics, png=png)
+    print(dumps(written.to_dict(), indent=2) if json else written.summary_line(env))

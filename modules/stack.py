@@ -8,6 +8,7 @@ from modules.alarms import ROLLBACK_TRIGGERS, AlarmsConfig, ReleaseAlarms, alarm
 from modules.alias import AliasConfig, ProductionAlias
 from modules.api import ApiConfig, RestApiFrontDoor
 from modules.backend import configure_backend
+from modules.dashboard import DashboardConfig, ReleaseDashboard
 from modules.auto_rollback import AutoRollback, AutoRollbackConfig
 from modules.function import FunctionConfig, PackagedFunction
 from modules.phase_variables import PhaseVariables, PhaseVariablesConfig
@@ -39,7 +40,8 @@ class SafeReleaseStack(TerraformStack):
         alias = ProductionAlias(self, "alias", AliasConfig(
             function_name=function.function.function_name,
             primary_version=policy.primary_version,
-            additional_version_weights=policy.additional_version_weights,
+            routing_config=policy.routing_config,
+            canary_of_stable_version=policy.canary_of_stable_version,
         )).alias
         api = RestApiFrontDoor(self, "api", ApiConfig(
             api_name=config.function_name,
@@ -68,6 +70,16 @@ class SafeReleaseStack(TerraformStack):
             thresholds=config.alarms,
             rollback_topic_arn=auto_rollback.topic.arn if auto_rollback else None,
         ))
+        dashboard = ReleaseDashboard(self, "dashboard", DashboardConfig(
+            dashboard_name=f"{config.function_name}-release",
+            region=config.region,
+            function_name=config.function_name,
+            alias_name=ALIAS_NAME,
+            api_name=config.function_name,
+            stage_name=config.api.stage_name,
+            thresholds=config.alarms,
+            alarm_arns=tuple(alarm.arn for alarm in alarms.all),
+        ))
 
         outputs = {
             "api_url": (api.url, "URL of GET /<path> on the API stage; what the smoke check calls."),
@@ -86,6 +98,8 @@ class SafeReleaseStack(TerraformStack):
             "alarm_names": ([alarm.alarm_name for alarm in alarms.all],
                             "Names of the CloudWatch alarms that judge a release."),
             "region": (config.region, "AWS region of the stack."),
+            "dashboard_url": (dashboard.url, "CloudWatch console link to the release dashboard: "
+                              "traffic, errors and latency per version, the release alarms."),
             "auto_rollback_function": (
                 auto_rollback.handler.function_name if auto_rollback else "",
                 "Function that takes the canary weight off the alias when a release alarm fires "

@@ -3,7 +3,9 @@ alias routing from the phase variables (its routing table is in `traffic_policy/
 
 from dataclasses import dataclass
 
-from cdktf import App, TerraformHclModule, Token
+from typing import Any
+
+from cdktf import App, IResolvable, TerraformHclModule, Token
 from constructs import Construct
 
 # Relative to the project root (where `cdktf synth` and `python main.py` run). cdktf copies the
@@ -50,6 +52,16 @@ class TrafficPolicy(Construct):
     @property
     def additional_version_weights(self):
         return Token.as_number_map(self.module.interpolation_for_output("additional_version_weights"))
+
+    @property
+    def routing_config(self) -> Any:
+        """Zero or one alias routing_config blocks (a list token; see outputs.tf)."""
+        return self.module.get("routing_config")
+
+    @property
+    def canary_of_stable_version(self) -> IResolvable:
+        """True when the variables ask for a canary of the stable version itself."""
+        return self.module.get_boolean("canary_of_stable_version")
 
     @property
     def phase(self) -> str:

@@ -191,6 +191,18 @@ def read_alias(lambda_client: Any, function_name: str, alias_name: str) -> LiveA
     return _live_alias(function_name, alias_name, response)
 
 
+def latest_published_version(lambda_client: Any, function_name: str) -> str:
+    """The highest published version of the function ("" when only $LATEST exists)."""
+    with _translated("ListVersionsByFunction",
+                     f"Lambda function {function_name} not found in "
+                     f"{lambda_client.meta.region_name}: deploy the stack first"):
+        versions = [version["Version"]
+                    for page in lambda_client.get_paginator("list_versions_by_function").paginate(
+                        FunctionName=function_name)
+                    for version in page["Versions"] if version["Version"].isdigit()]
+    return max(versions, key=int, default="")
+
+
 def wait_for_routing(lambda_client: Any, function_name: str, alias_name: str, expected: Routing, *,
                      timeout: float = 60.0, interval: float = 1.0,
                      sleep: Callable[[float], None] = time.sleep,
@@ -231,8 +243,11 @@ def set_routing(lambda_client: Any, function_name: str, alias_name: str, routing
     request: dict[str, Any] = {
         "FunctionName": function_name, "Name": alias_name,
         "FunctionVersion": routing.primary_version,
-        # An empty map removes the weighted version: a canary gets no more traffic.
-        "RoutingConfig": {"AdditionalVersionWeights": dict(routing.additional_version_weights)},
+        # Without weights an empty RoutingConfig removes the weighted version, as the Terraform
+        # provider sends it: Lambda then reports no RoutingConfig at all, which is what the
+        # stack's plan expects (an empty weights map is kept by some stand-ins).
+        "RoutingConfig": ({"AdditionalVersionWeights": dict(routing.additional_version_weights)}
+                          if routing.additional_version_weights else {}),
     }
     if revision_id:
         request["RevisionId"] = revision_id

@@ -28,6 +28,11 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "environments.toml"
 CONFIG_PATH_VARIABLE = "SAFE_RELEASE_CONFIG"
 # The alias API Gateway invokes; every phase changes its routing.
 ALIAS_NAME = "production"
+# The stack's alias precondition fails a plan with this message when the phase variables ask for a
+# canary of the stable version itself (no new code); the runner reports such a phase as refused.
+NO_NEW_VERSION_MESSAGE = (
+    "The canary_weight asks for a canary, but the candidate version already is the stable_version: "
+    "publish new code first, or apply canary_weight = 0.")
 # Where the release tasks keep their lock files and history (default <project>/.release).
 STATE_DIR_VARIABLE = "SAFE_RELEASE_STATE_DIR"
 

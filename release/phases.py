@@ -123,6 +123,10 @@ def plan_variables(kind: str, state: StackState, live: Routing | None,
     current_primary = ""
     if state.deployed:
         current_primary = (live or state.routing).primary_version
+    elif kind in ("canary", "rollout-step", "promote"):
+        # Without this, Terraform's first-deployment row would send the new code 100 % at once.
+        raise PhaseInputError(f"{kind} needs a version that already serves traffic, and nothing "
+                              "is deployed yet: run `invoke deploy` first")
     if kind == "deploy":
         if live is not None and live.additional_version_weights:
             raise PhaseInputError(

@@ -65,5 +65,10 @@ class RemoteTerraform:
     def apply(self, plan: RemotePlan) -> None:
         """Nothing to do: the run `plan()` followed has applied already."""
 
+    def drift(self, variables: Mapping[str, Any]) -> None:
+        """Not checked remotely: a speculative plan in the workspace would queue behind runs.
+        None tells `invoke status` so."""
+        return None
+
     def outputs(self) -> dict[str, Any]:
         return self.client.outputs(self.workspace.id)

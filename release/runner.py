@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from release import aws
 from release.aws import AwsError, LiveAlias, Routing, RoutingTimeout
-from release.config import EnvironmentConfig
+from release.config import NO_NEW_VERSION_MESSAGE, EnvironmentConfig
 from release.history import PhaseRecord, ReleaseHistory
 from release.lock import current_caller, utc_timestamp
 from release.metrics import Verdict, judge_alarms, judge_canary
@@ -50,6 +50,9 @@ class RunnerOptions:
     smoke: bool = True
     smoke_requests: int | None = None  # None: sized from the weight (release.stats)
     smoke_concurrency: int = 16
+    # The endpoint the smoke check calls; "" means the stack's api_url output. For a custom
+    # domain, a private API reached through a tunnel, or a local stand-in.
+    smoke_url: str = ""
     routing_timeout: float = 120.0
     routing_interval: float = 1.0
     # How often a bake looks at alarms and per-version metrics.
@@ -207,6 +210,12 @@ class ReleaseRunner:
             plan = self.terraform.plan({**variables.as_terraform(), **(extra_variables or {})})
             self.terraform.apply(plan)
         except APPLY_ERRORS as error:
+            if _is_no_new_version(error):
+                # The stack's precondition stopped the plan: nothing was applied.
+                detail = (f"no new version to send traffic to: v{variables.stable_version} "
+                          "already is the candidate; merge and deploy new code first")
+                raise self._failed(replace(base, outcome="refused", detail=detail),
+                                   started) from None
             raise self._failed(self._after_failed_apply(base, live, error), started) from None
         except KeyboardInterrupt:
             # The runner lets Terraform finish its state write before this arrives.
@@ -214,12 +223,6 @@ class ReleaseRunner:
         after = self.stack_state()
         base = replace(base, routing_after=after.routing, candidate_version=after.candidate_version,
                        plan_summary=str(plan.summary))
-
-        if kind in ("canary", "rollout-step") and 0 < variables.canary_weight < 1 \
-                and not after.routing.additional_version_weights and live is not None:
-            detail = (f"no new version to send traffic to: v{after.candidate_version} already is "
-                      "the stable version; merge and deploy new code first")
-            raise self._failed(replace(base, outcome="refused", detail=detail), started)
 
         report = self._check(base, after)
         if acknowledged:
@@ -284,9 +287,10 @@ class ReleaseRunner:
         """The statistical smoke check against the stack's endpoint and intended split."""
         routing = state.routing
         stable = routing.primary_version if routing.primary_version != state.candidate_version else None
-        self.progress.status(f"smoke-testing {state['api_url']}")
+        url = self.options.smoke_url or state["api_url"]
+        self.progress.status(f"smoke-testing {url}")
         return smoke_check(
-            state["api_url"], expected_weight=state.candidate_share,
+            url, expected_weight=state.candidate_share,
             candidate_version=state.candidate_version, stable_version=stable,
             requests=self.options.smoke_requests, concurrency=self.options.smoke_concurrency,
             on_response=self.progress.smoke_progress)
@@ -322,12 +326,17 @@ class ReleaseRunner:
 
     def _after_failed_apply(self, report: PhaseReport, before: LiveAlias | None,
                             error: Exception) -> PhaseReport:
-        """Terraform keeps what a failed apply changed: put the live alias back if it moved."""
+        """Terraform keeps what a failed apply changed: put the live alias back if it moved.
+
+        The report names what the live function and alias show, not Terraform's last outputs: a
+        failed apply may already have published a new version."""
         detail = f"{error}"
         if before is None:
             return replace(report, detail=f"{detail}; nothing was serving traffic before")
         try:
             now = aws.read_alias(self.clients["lambda"], before.function_name, before.alias_name)
+            published = aws.latest_published_version(self.clients["lambda"], before.function_name)
+            report = replace(report, candidate_version=published or report.candidate_version)
             if now.routing == before.routing:
                 return replace(report, routing_after=now.routing,
                                detail=f"{detail}; live alias unchanged at {now.routing.describe()}")
@@ -400,26 +409,32 @@ class ReleaseRunner:
         started = self.clock()
         state = self.stack_state()
         window_start = datetime.now(timezone.utc)
-        deadline = started + bake_seconds
-        verdict: Verdict | None = None
-        alarms: Mapping[str, str] | None = None
+        # From here, not from `started`: reading the state may take longer than a short bake, and
+        # a bake of N seconds judges at least N seconds of metrics.
+        deadline = self.clock() + bake_seconds
         try:
-            while (remaining := deadline - self.clock()) > 0:
-                self.progress.status(f"baking {state.routing.describe()}: {remaining:.0f} s left")
-                self.sleep(min(self.options.bake_poll_seconds, remaining))
+            # Judged after every poll and always once at (or after) the end of the window, however
+            # slow the machine: a bake never passes without a verdict.
+            while True:
+                remaining = deadline - self.clock()
+                if remaining > 0:
+                    self.progress.status(f"baking {state.routing.describe()}: {remaining:.0f} s left")
+                    self.sleep(min(self.options.bake_poll_seconds, remaining))
                 alarms, verdict = self._analyse(state, window_start)
                 if verdict.status == "fail":
                     failed = replace(report, phase="rollout-step", alarms=alarms, verdict=verdict,
                                      outcome="failed", detail="; ".join(verdict.reasons))
                     raise self._failed(self._roll_back(failed, state.routing.primary_version, state),
                                        started)
+                if self.clock() >= deadline:
+                    break
         except KeyboardInterrupt:
             live = self.live_alias(state)
             interrupted = replace(report, outcome="interrupted", routing_after=live.routing,
                                   detail=f"stopped by Ctrl-C during the bake; traffic stays at "
                                          f"{live.routing.describe()}")
             raise self._failed(interrupted, started) from None
-        if verdict is not None and verdict.status == "inconclusive":
+        if verdict.status == "inconclusive":
             paused = replace(report, outcome="paused", alarms=alarms, verdict=verdict,
                              detail=(f"{'; '.join(verdict.reasons)}; traffic stays at "
                                      f"{state.routing.describe()}: rerun `invoke rollout` (it "
@@ -450,6 +465,9 @@ class ReleaseRunner:
             return {"environment": self.environment.name, "deployed": False,
                     "last_phase": self.history.last(self.environment.name)}
         live = self.live_alias(state)
+        # Terraform's own view: anything in the stack changed outside it, not only the alias.
+        terraform_drift = self.terraform.drift(
+            PhaseVariables(float(state["canary_weight"]), state.stable_version).as_terraform())
         return {
             "environment": self.environment.name,
             "deployed": True,
@@ -460,9 +478,19 @@ class ReleaseRunner:
             "terraform_routing": state.routing.to_dict(),
             "live_routing": live.routing.to_dict(),
             "live_routing_text": live.routing.describe(),
-            "drift": live.routing != state.routing,
+            "drift": live.routing != state.routing or bool(terraform_drift),
+            # Resource addresses a plan with the last applied variables would change (None: not
+            # checked, e.g. --remote).
+            "terraform_drift": terraform_drift,
             "rolled_back_by_alarm": (live.description
                                      if live.description.startswith(ALARM_ROLLBACK_PREFIX) else None),
             "alarms": aws.alarm_states(self.clients["cloudwatch"], state["alarm_names"]),
             "last_phase": self.history.last(self.environment.name),
         }
+
+
+def _is_no_new_version(error: Exception) -> bool:
+    """Whether a failed plan is the stack's "canary of the stable version" precondition."""
+    lines = getattr(error, "stderr_tail", ())
+    text = " ".join(" ".join([str(error), *lines]).split())
+    return NO_NEW_VERSION_MESSAGE in text

@@ -27,6 +27,8 @@ BINARY_VARIABLE = "TERRAFORM_BINARY"
 DEFAULT_LOCK_TIMEOUT = "60s"
 STACK_FILE = "cdk.tf.json"
 PLAN_FILE = "release.tfplan"
+# `drift()` plans into its own file: it runs without the release lock, beside a phase.
+DRIFT_PLAN_FILE = "drift.tfplan"
 # Kept under .terraform/ so that deleting .terraform/ (a fresh checkout) also forces a new init.
 INIT_FINGERPRINT_FILE = "release-init-fingerprint"
 STDERR_TAIL_LINES = 20
@@ -38,6 +40,12 @@ _PLAN_SUMMARY = re.compile(r"Plan: (?:\d+ to import, )?(\d+) to add, (\d+) to ch
 _VERSION = re.compile(r"v?(\d+\.\d+\.\d+\S*)")
 # The box-drawing frame Terraform puts around diagnostics, even with -no-color.
 _FRAME = "╷│╵ "
+# Lines of a diagnostic that point into the configuration rather than explain the error: "with
+# aws_lambda_alias.x,", "on cdk.tf.json line 507, in ...", the quoted source line ("507:   ...")
+# and the indented value annotations ("├────", "│ module.x is true").
+_SOURCE_CONTEXT = re.compile(r"with \S+,$|on \S+ line \d+|\d+:|[├│]")
+# Longest error explanation carried into the one-line message (and the history).
+DIAGNOSTIC_CHARACTERS = 400
 
 
 class TerraformError(Exception):
@@ -193,6 +201,27 @@ class Terraform:
         return Plan(path=plan_path, has_changes=result.exit_code == 2,
                     summary=parse_change_summary(result.stdout))
 
+    def drift(self, variables: Mapping[str, str | float | int]) -> list[str]:
+        """Addresses of the resources a plan with the last applied `variables` would change:
+        whatever was changed outside Terraform since (a console edit, a fast rollback). Plans with
+        refresh, like any plan, but read-only: no state lock, nothing applied."""
+        self.init()
+        plan_path = (self.stack_dir / DRIFT_PLAN_FILE).resolve()
+        args = ["plan", "-input=false", "-lock=false", "-detailed-exitcode", "-no-color",
+                f"-out={plan_path}"]
+        for name, value in variables.items():
+            args += ["-var", f"{name}={render_variable(value)}"]
+        if self._run("plan", args, ok_codes=(0, 2), stream=False).exit_code == 0:
+            return []
+        shown = self._run("show", ["show", "-json", "-no-color", str(plan_path)], stream=False)
+        try:
+            changes = json.loads("\n".join(shown.stdout)).get("resource_changes", [])
+        except ValueError:
+            raise TerraformError(f"`{self._name} show -json` printed something that is not a plan: "
+                                 "check the Terraform binary", step="show") from None
+        return sorted(change["address"] for change in changes
+                      if set(change["change"]["actions"]) - {"no-op", "read"})
+
     def apply(self, plan: Plan) -> None:
         """Apply exactly the saved plan (Terraform refuses it if the state moved on since)."""
         self._run("apply", ["apply", "-input=false", f"-lock-timeout={self.lock_timeout}", "-no-color",
@@ -275,7 +304,7 @@ class Terraform:
         output = result.stderr or result.stdout
         text = "\n".join(result.stderr + result.stdout)
         message = (f"{self._name} {step} failed (exit {result.exit_code}) in {self.stack_dir}: "
-                   f"{_headline(output)}")
+                   f"{diagnostic(output)}")
         details = {"step": step, "exit_code": result.exit_code, "stderr_tail": output[-STDERR_TAIL_LINES:]}
         if "Error acquiring the state lock" in text:
             return TerraformLockError(f"{message}; {LOCK_FIX}", **details)
@@ -291,10 +320,22 @@ class Terraform:
         return TerraformError(f"{message}; {fix}" if fix else message, **details)
 
 
-def _headline(lines: Sequence[str]) -> str:
-    """The first "Error: ..." diagnostic line, else the last non-empty line."""
-    cleaned = [line.strip(_FRAME) for line in lines]
-    for line in cleaned:
-        if line.startswith("Error:"):
-            return line
-    return next((line for line in reversed(cleaned) if line), "no error output")
+def diagnostic(lines: Sequence[str]) -> str:
+    """The first "Error: ..." diagnostic with its explanation, as one shortened line; else the last
+    non-empty line. Terraform wraps explanations at 78 columns: they are joined back here."""
+    cleaned = [line[1:] if line[:1] in _FRAME else line for line in lines]
+    for index, line in enumerate(cleaned):
+        if not line.strip().startswith("Error:"):
+            continue
+        explanation: list[str] = []
+        for following in cleaned[index + 1:]:
+            if following.strip().startswith(("Error:", "Warning:")):
+                break
+            if not _SOURCE_CONTEXT.match(following.strip()):
+                explanation.append(following)
+        text = " ".join(line.split())
+        detail = " ".join(" ".join(explanation).split())
+        text = f"{text}: {detail}" if detail else text
+        return text if len(text) <= DIAGNOSTIC_CHARACTERS else text[:DIAGNOSTIC_CHARACTERS - 1] + "…"
+    return next((line.strip(_FRAME) for line in reversed(lines) if line.strip(_FRAME)),
+                "no error output")

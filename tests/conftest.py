@@ -32,6 +32,8 @@ backend = { type = "cloud", organization = "acme", workspace = "lambda-release-c
 class Synth:
     outdir: Path
     stderr: str
+    # The environments.toml it was synthesized from (the project's, plus EXTRA_ENVIRONMENTS).
+    config_path: Path
 
     def stack_dir(self, environment: str) -> Path:
         return self.outdir / "stacks" / environment
@@ -57,7 +59,7 @@ def synth(tmp_path_factory) -> Synth:
         timeout=600,
     )
     assert result.returncode == 0, f"synth failed:\n{result.stderr[-4000:]}"
-    return Synth(outdir=outdir, stderr=result.stderr)
+    return Synth(outdir=outdir, stderr=result.stderr, config_path=config)
 
 
 @pytest.fixture(scope="session")

@@ -182,8 +182,9 @@ def test_fast_rollback_needs_a_published_version():
 def test_alarm_states_reports_alarm_insufficient_data_and_missing(fake_aws: FakeAws):
     fake_aws.deploy(FN, alarm_names=["errors", "p99", "throttles"])
     fake_aws.set_alarm_state("p99", "ALARM")
-    fake_aws.set_alarm_state("throttles", "INSUFFICIENT_DATA")
+    fake_aws.set_alarm_state("errors", "OK")
     states = alarm_states(client("cloudwatch", REGION), ["errors", "p99", "throttles", "canary"])
+    # "throttles" was never evaluated: a new alarm starts in INSUFFICIENT_DATA, as in AWS.
     assert states == {"errors": "OK", "p99": "ALARM", "throttles": "INSUFFICIENT_DATA",
                       "canary": "MISSING"}
 
@@ -196,7 +197,7 @@ def test_alarm_states_asks_for_at_most_100_names_per_request(fake_aws: FakeAws):
     calls = api_calls(cloudwatch)
     states = alarm_states(cloudwatch, names)
     assert calls == ["DescribeAlarms", "DescribeAlarms"]
-    assert len(states) == 150 and states["alarm-149"] == "ALARM" and states["alarm-000"] == "OK"
+    assert len(states) == 150 and states["alarm-149"] == "ALARM" and states["alarm-000"] == "INSUFFICIENT_DATA"
 
 
 def test_first_alarm_since_names_the_earliest_new_alarm_and_when(fake_aws: FakeAws):

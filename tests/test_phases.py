@@ -18,15 +18,22 @@ def state(candidate="4", stable="3", weight=0.0, **extra):
                        **extra})
 
 
-@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase", ROUTING_TABLE)
-def test_python_routing_matches_the_terraform_module(stable, weight, candidate, primary, weights, phase):
+@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks", ROUTING_TABLE)
+def test_python_routing_matches_the_terraform_module(stable, weight, candidate, primary, weights, phase,
+                                                     blocks):
     # The same table test_traffic_policy.py runs through Terraform 1.0.3.
     assert routing_for(candidate, stable, weight) == Routing(primary, weights)
 
 
 def test_first_deployment_has_no_stable_version():
     assert plan_variables("deploy", StackState({}), None) == PhaseVariables(0.0, "")
-    assert plan_variables("canary", StackState({}), None, 0.1) == PhaseVariables(0.1, "")
+
+
+@pytest.mark.parametrize("kind, weight", [("canary", 0.1), ("rollout-step", 0.1), ("promote", None)])
+def test_phases_that_need_a_stable_version_refuse_a_never_deployed_stack(kind, weight):
+    # Terraform's first-deployment row would give the new code all traffic at once.
+    with pytest.raises(PhaseInputError, match="nothing is deployed yet: run `invoke deploy` first"):
+        plan_variables(kind, StackState({}), None, weight)
 
 
 def test_canary_keeps_the_live_primary_as_stable():

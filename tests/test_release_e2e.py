@@ -2,6 +2,7 @@
 tests/fakes/release_world.py: Terraform double, moto server, local endpoint that follows the
 alias)."""
 
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -22,7 +23,7 @@ def test_canary_10_percent_passes_and_is_recorded(world):
     assert world.live() == Routing("1", {"2": 0.1})
     assert report.smoke.passed and report.smoke.completed == SMOKE_REQUESTS
     assert set(report.smoke.version_counts) == {"1", "2"}
-    assert report.alarms == {name: "OK" for name in ALARMS}
+    assert report.alarms == {name: "INSUFFICIENT_DATA" for name in ALARMS}  # no traffic judged yet
     last = world.history.last("dev")
     assert (last["phase"], last["outcome"], last["candidate_version"]) == ("canary", "succeeded", "2")
     assert last["routing_after"] == {"primary_version": "1", "additional_version_weights": {"2": 0.1}}
@@ -137,6 +138,32 @@ def test_rollout_bake_pauses_when_the_canary_saw_too_little_traffic(world):
     report = failure.value.report
     assert report.outcome == "paused"
     assert "rerun `invoke rollout`" in report.detail
+    assert world.live() == Routing("1", {"2": 0.1})
+
+
+def test_a_canary_without_new_code_is_refused_by_the_plan_before_any_apply(world):
+    world.runner().run("promote")
+    applies = world.applies()
+    with pytest.raises(PhaseFailed) as failure:
+        world.runner().run("canary", 0.1)
+    report = failure.value.report
+    assert report.outcome == "refused"
+    assert report.detail.startswith("no new version to send traffic to: v2 already is the candidate")
+    assert world.applies() == applies  # the stack's precondition failed the plan
+    assert world.live() == Routing("2")
+    assert world.history.last("dev")["outcome"] == "refused"
+
+
+def test_a_bake_judges_even_when_its_window_passed_before_the_first_look(world):
+    # A slow machine, taken to the extreme: every clock reading is 1000 s after the last, so the
+    # bake window is over before the loop starts. The canary must still be judged, once.
+    canary = world.runner().run("canary", 0.1)
+    runner = world.runner()
+    runner.clock = itertools.count(0, 1000).__next__
+    with pytest.raises(PhaseFailed) as failure:
+        runner.bake(canary, bake_seconds=60)
+    report = failure.value.report
+    assert (report.outcome, report.verdict.status) == ("paused", "inconclusive")
     assert world.live() == Routing("1", {"2": 0.1})
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
-from release.config import load_config
+from release.config import NO_NEW_VERSION_MESSAGE, load_config
 
 CONFIG = load_config(PROJECT_ROOT / "environments.toml")
 
@@ -94,8 +94,19 @@ def test_alias_routes_by_the_traffic_policy(env):
     assert alias["name"] == "production"
     assert alias["function_name"] == ref("aws_lambda_function", function_name, "function_name")
     assert alias["function_version"] == "${module.traffic_policy.primary_version}"
-    assert alias["routing_config"] == {
-        "additional_version_weights": "${module.traffic_policy.additional_version_weights}"}
+    # Only present while there are weights: an always-present empty block never converges.
+    assert "routing_config" not in alias
+    assert alias["dynamic"]["routing_config"] == {
+        "for_each": "${module.traffic_policy.routing_config}",
+        "content": {"additional_version_weights": "${routing_config.value.additional_version_weights}"}}
+
+
+def test_alias_refuses_a_canary_without_new_code(env):
+    _, stack = env
+    _, alias = only(stack, "aws_lambda_alias")
+    (precondition,) = alias["lifecycle"]["precondition"]
+    assert precondition["condition"] == "${!module.traffic_policy.canary_of_stable_version}"
+    assert precondition["error_message"] == NO_NEW_VERSION_MESSAGE
 
 
 def test_function_publishes_versions_of_the_packaged_code(env, synth):
@@ -274,7 +285,8 @@ def test_outputs_the_release_tasks_read(env):
     assert set(outputs) == {"auto_rollback_function", "auto_rollback_dead_letter_queue",
                             "api_url", "function_name", "alias_name", "alias_arn",
                             "candidate_version", "primary_version", "additional_version_weights",
-                            "phase", "canary_weight", "stable_version", "alarm_names", "region"}
+                            "phase", "canary_weight", "stable_version", "alarm_names", "region",
+                            "dashboard_url"}
     assert all(output["description"] for output in outputs.values())
     function_name, _ = only(stack, "aws_lambda_function", "function")
     stage_name, _ = only(stack, "aws_api_gateway_stage")

@@ -119,7 +119,7 @@ def test_plan_reports_changes_then_no_changes(double, stack):
     assert again.summary == ChangeSummary()
     assert str(again.summary) == "no resource changes"
 
-    shift = terraform.plan({"canary_weight": 0.5, "stable_version": "4"})
+    shift = terraform.plan({"canary_weight": 0.5, "stable_version": "3"})
     assert shift.has_changes
     assert str(shift.summary) == "0 to add, 1 to change, 0 to destroy"
 
@@ -182,8 +182,11 @@ def test_plan_failure_names_the_error_and_the_fix(double, stack):
     double.configure(failures={"plan": "error"})
     with pytest.raises(TerraformError) as failure:
         runner(double, stack).plan({"canary_weight": 0})
+    # The headline, Terraform's own explanation (not the configuration it points at), the fix.
     assert str(failure.value).endswith(
-        "Error: No valid credential sources found; configure AWS credentials (AWS_PROFILE, or "
+        "Error: No valid credential sources found: Please see "
+        "https://registry.terraform.io/providers/hashicorp/aws for more information about "
+        "providing credentials.; configure AWS credentials (AWS_PROFILE, or "
         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 
 
@@ -201,9 +204,10 @@ def test_state_lock_held_gives_a_lock_error_with_the_fix(double, stack, step):
     with pytest.raises(TerraformLockError) as failure:
         terraform.apply(plan) if plan else terraform.plan({"canary_weight": 0})
     assert failure.value.step == step
-    assert str(failure.value).endswith(
-        "Error: Error acquiring the state lock; another Terraform run holds the state lock; wait, "
-        "or raise the lock timeout with --lock-timeout")
+    message = str(failure.value)
+    assert "Error: Error acquiring the state lock: " in message and "Lock Info:" in message
+    assert message.endswith("; another Terraform run holds the state lock; wait, or raise the lock "
+                            "timeout with --lock-timeout")
     assert any("Lock Info:" in line for line in failure.value.stderr_tail)
 
 

@@ -16,17 +16,18 @@ from conftest import PROJECT_ROOT
 MODULE_DIR = PROJECT_ROOT / "modules" / "traffic_policy"
 
 ROUTING_TABLE = [
-    # stable, weight, candidate -> primary, additional weights, phase
-    pytest.param("", 0, "1", "1", {}, "candidate-only", id="first-deployment"),
-    pytest.param("", 0.5, "1", "1", {}, "candidate-only", id="first-deployment-any-weight"),
-    pytest.param("4", 0.25, "4", "4", {}, "candidate-only", id="stable-is-candidate"),
-    pytest.param("4", 1, "4", "4", {}, "candidate-only", id="stable-is-candidate-weight-1"),
-    pytest.param("3", 0, "4", "3", {}, "stable-only", id="rollback-or-baseline"),
-    pytest.param("3", 0.1, "4", "3", {"4": 0.1}, "canary", id="canary-10"),
-    pytest.param("3", 0.5, "4", "3", {"4": 0.5}, "canary", id="canary-50"),
-    pytest.param("3", 0.999, "4", "3", {"4": 0.999}, "canary", id="canary-almost-all"),
-    pytest.param("3", 1, "4", "4", {}, "promoted", id="blue-green-switch"),
-    pytest.param("12", 0.05, "9", "12", {"9": 0.05}, "canary", id="numeric-not-lexical"),
+    # stable, weight, candidate -> primary, additional weights, phase, routing_config blocks
+    pytest.param("", 0, "1", "1", {}, "candidate-only", [], id="first-deployment"),
+    pytest.param("", 0.5, "1", "1", {}, "candidate-only", [], id="first-deployment-any-weight"),
+    # The stack's precondition refuses this row (a canary weight with nothing new to send it to).
+    pytest.param("4", 0.25, "4", "4", {}, "candidate-only", [{}], id="stable-is-candidate"),
+    pytest.param("4", 1, "4", "4", {}, "candidate-only", [], id="stable-is-candidate-weight-1"),
+    pytest.param("3", 0, "4", "3", {}, "stable-only", [], id="rollback-or-baseline"),
+    pytest.param("3", 0.1, "4", "3", {"4": 0.1}, "canary", [{"4": 0.1}], id="canary-10"),
+    pytest.param("3", 0.5, "4", "3", {"4": 0.5}, "canary", [{"4": 0.5}], id="canary-50"),
+    pytest.param("3", 0.999, "4", "3", {"4": 0.999}, "canary", [{"4": 0.999}], id="canary-almost-all"),
+    pytest.param("3", 1, "4", "4", {}, "promoted", [], id="blue-green-switch"),
+    pytest.param("12", 0.05, "9", "12", {"9": 0.05}, "canary", [{"9": 0.05}], id="numeric-not-lexical"),
 ]
 
 REJECTED = [
@@ -69,18 +70,21 @@ def outputs(terraform: str, workdir: Path) -> dict:
     return {name: value["value"] for name, value in json.loads(raw).items()}
 
 
-@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase", ROUTING_TABLE)
-def test_routing_table(terraform_1_0, module_dir, stable, weight, candidate, primary, weights, phase):
+@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks", ROUTING_TABLE)
+def test_routing_table(terraform_1_0, module_dir, stable, weight, candidate, primary, weights, phase,
+                       blocks):
     result = apply(terraform_1_0, module_dir, {
         "candidate_version": candidate, "stable_version": stable, "canary_weight": weight})
     assert result.returncode == 0, result.stderr
     assert outputs(terraform_1_0, module_dir) == {
-        "primary_version": primary, "additional_version_weights": weights, "phase": phase}
+        "primary_version": primary, "additional_version_weights": weights, "phase": phase,
+        "routing_config": [{"additional_version_weights": block} for block in blocks],
+        "canary_of_stable_version": blocks == [{}]}
 
 
-@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase", ROUTING_TABLE)
+@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks", ROUTING_TABLE)
 def test_routing_is_always_one_lambda_accepts(terraform_1_0, module_dir, stable, weight, candidate,
-                                              primary, weights, phase):
+                                              primary, weights, phase, blocks):
     apply(terraform_1_0, module_dir, {
         "candidate_version": candidate, "stable_version": stable, "canary_weight": weight})
     routing = outputs(terraform_1_0, module_dir)

@@ -4,9 +4,11 @@ stable and a candidate version at a chosen split, with optional latency, 502s an
     with FakeEndpoint(candidate_version="8", stable_version="7", weight=0.1) as endpoint:
         smoke_check(endpoint.url, expected_weight=0.1)
         endpoint.configure(weight=1.0)        # routing changed, e.g. after a Terraform apply
+        endpoint.configure(weight=0.5, lag_requests=200)  # ... seen by the data plane 200 later
 
 Each request draws from one seeded RNG under a lock, so the i-th request served always gets the
-same draws and a run's version counts are reproducible whatever the client's concurrency.
+same draws and a run's version counts are reproducible whatever the client's concurrency; a lag
+counted in requests keeps that so.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class FakeEndpoint:
     def __init__(self, *, path: str = "/prod/demo", seed: int = 0, **behaviour: object) -> None:
         self.path = path
         self._behaviour = Behaviour(**behaviour)
+        # A data plane lagging a routing change: the next `_lag_left` requests get `_previous`.
+        self._previous = self._behaviour
+        self._lag_left = 0
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._requests_seen = 0
@@ -91,9 +96,14 @@ class FakeEndpoint:
         with self._lock:
             self._served[(version, failed)] += 1
 
-    def configure(self, **changes: object) -> None:
-        """Change how later requests are answered, e.g. `configure(weight=0.5, latency_ms=20)`."""
+    def configure(self, *, lag_requests: int = 0, **changes: object) -> None:
+        """Change how later requests are answered, e.g. `configure(weight=0.5, latency_ms=20)`.
+
+        With `lag_requests` the next that many requests are still answered as before, as by
+        API Gateway and Lambda while their data plane catches up with an alias update.
+        """
         with self._lock:
+            self._previous, self._lag_left = self._behaviour, lag_requests
             self._behaviour = dataclasses.replace(self._behaviour, **changes)
 
     def start(self) -> FakeEndpoint:
@@ -114,7 +124,11 @@ class FakeEndpoint:
         """The behaviour for one request and its three uniform draws (error, route, breakage)."""
         with self._lock:
             self._requests_seen += 1
-            return (self._behaviour, self._random.random(), self._random.random(),
+            behaviour = self._behaviour
+            if self._lag_left:
+                self._lag_left -= 1
+                behaviour = self._previous
+            return (behaviour, self._random.random(), self._random.random(),
                     self._random.random())
 
 

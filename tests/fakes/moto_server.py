@@ -9,29 +9,42 @@ registers the fixture for every test module):
     def test_x(fake_aws):
         fake_aws.deploy("fn", versions=2, primary="1", weights={"2": 0.1}, alarm_names=["a"])
 
-moto 5.2.5 lacks two behaviours the release code relies on; `_teach_moto` adds them to the
-in-process server, as AWS documents them:
-- UpdateAlias with a RevisionId that is not the alias's current one fails with
-  PreconditionFailedException (412), and every update gives the alias a new RevisionId
-  (moto ignores RevisionId and never changes it).
-- GetMetricData with a percentile statistic such as `p99` (moto answers HTTP 500). As in
-  CloudWatch, percentiles are computed from raw values (PutMetricData `Values`/`Counts`),
-  not from statistic sets.
+moto 5.2.5 differs from AWS where the release code (and the real Terraform AWS provider that the
+real-Terraform tests run against this server) depend on it. `_teach_moto` is the one place that
+makes it AWS-faithful, each patch as AWS documents it:
+- RevisionId: UpdateAlias with a RevisionId that is not the alias's current one fails with
+  PreconditionFailedException (412), and every update gives the alias a new RevisionId (moto
+  ignores RevisionId and never changes it). Source: Lambda API reference, UpdateAlias
+  ("RevisionId: Only update the alias if the revision ID matches the ID that's specified").
+- Empty routing: GetAlias, CreateAlias and UpdateAlias omit `RoutingConfig` when the alias has no
+  additional version weights (moto returns `{"AdditionalVersionWeights": {}}` once one was set).
+  Source: terraform-provider-aws acceptance test `testAccCheckAliasRoutingDoesNotExistConfig`,
+  which asserts exactly that against AWS. `moto_alias_routing()` switches back to moto's own
+  behaviour, for tests that must pass against both.
+- Alarm state: a new metric alarm starts in INSUFFICIENT_DATA (moto starts it in OK). Source:
+  CloudWatch user guide, "Alarm states" / PutMetricAlarm ("the alarm ... is initially set to
+  INSUFFICIENT_DATA").
+- Percentiles: GetMetricData with a statistic such as `p99` (moto answers HTTP 500). As in
+  CloudWatch, percentiles are computed from raw values (PutMetricData `Values`/`Counts`), not
+  from statistic sets.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import io
 import json
 import logging
 import re
+import threading
+import time
 import uuid
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import unquote
 
 import boto3
@@ -41,7 +54,11 @@ import pytest
 from moto.awslambda.exceptions import PreconditionFailedException
 from moto.awslambda.models import LambdaAlias
 from moto.awslambda.responses import LambdaResponse
-from moto.cloudwatch.models import Statistics
+from moto.awslambda.models import lambda_backends
+from moto.cloudwatch.exceptions import ValidationError as CloudWatchValidationError
+from moto.cloudwatch.models import Alarm, Statistics
+from moto.cloudwatch.responses import CloudWatchResponse
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
 REGION = "eu-west-1"
@@ -53,13 +70,17 @@ _REAL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"
                        "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
                        "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+# Whether GetAlias omits an empty RoutingConfig as AWS does (see `moto_alias_routing`).
+_ALIAS_ROUTING = {"aws_faithful": True}
 _HANDLER = "def lambda_handler(event, context):\n    return {{'statusCode': 200}}  # build {}\n"
 
 
 def _teach_moto() -> None:
-    """Add RevisionId checks on UpdateAlias and percentile statistics to moto (see above)."""
+    """Make moto behave like AWS where this project depends on it (see the module docstring)."""
     original_update_alias = LambdaResponse.update_alias
     original_alias_update = LambdaAlias.update
+    original_alias_json = LambdaAlias.to_json
+    original_alarm_init = Alarm.__init__
     original_statistic = Statistics.get_statistics_for_type
 
     def update_alias(self: LambdaResponse) -> Any:
@@ -77,6 +98,17 @@ def _teach_moto() -> None:
         original_alias_update(self, *args, **kwargs)
         self.revision_id = str(uuid.uuid4())
 
+    def alias_json(self: LambdaAlias) -> dict[str, Any]:
+        response = original_alias_json(self)
+        weights = (response.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+        if _ALIAS_ROUTING["aws_faithful"] and not weights:
+            response.pop("RoutingConfig", None)
+        return response
+
+    def alarm_init(self: Alarm, *args: Any, **kwargs: Any) -> None:
+        original_alarm_init(self, *args, **kwargs)
+        self.state_value = "INSUFFICIENT_DATA"
+
     def statistic(self: Statistics, stat: str) -> Any:
         percentile = re.fullmatch(r"p(\d{1,2}(?:\.\d+)?)", stat)
         if percentile and self.metric_single_values_list:
@@ -86,6 +118,8 @@ def _teach_moto() -> None:
 
     LambdaResponse.update_alias = update_alias
     LambdaAlias.update = alias_update
+    LambdaAlias.to_json = alias_json
+    Alarm.__init__ = alarm_init
     Statistics.get_statistics_for_type = statistic
 
 
@@ -100,6 +134,45 @@ def moto_endpoint() -> str:
     atexit.register(server.stop)
     host, port = server.get_host_and_port()
     return f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def moto_alias_routing() -> Iterator[None]:
+    """Within the block, GetAlias returns an empty RoutingConfig as moto 5.2.5 does, not as AWS."""
+    _ALIAS_ROUTING["aws_faithful"] = False
+    try:
+        yield
+    finally:
+        _ALIAS_ROUTING["aws_faithful"] = True
+
+
+@contextlib.contextmanager
+def alarm_update_fails_after_the_alias_moves(function_name: str, timeout: float = 120.0
+                                             ) -> Iterator[None]:
+    """Within the block, the next PutMetricAlarm waits until the function's alias carries a
+    canary weight, then fails (once): an apply that fails after it already moved traffic, which
+    Terraform does not roll back. A failure a real Terraform cannot be made to produce on demand
+    otherwise."""
+    original = CloudWatchResponse.put_metric_alarm
+    armed = threading.Event()
+    armed.set()
+
+    def put_metric_alarm(self: CloudWatchResponse) -> Any:
+        if armed.is_set():
+            armed.clear()
+            alias = lambda_backends[DEFAULT_ACCOUNT_ID][self.region].get_alias(ALIAS, function_name)
+            deadline = time.monotonic() + timeout
+            while not (alias.routing_config or {}).get("AdditionalVersionWeights") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise CloudWatchValidationError("Injected failure: the alarm could not be updated")
+        return original(self)
+
+    CloudWatchResponse.put_metric_alarm = put_metric_alarm
+    try:
+        yield
+    finally:
+        CloudWatchResponse.put_metric_alarm = original
 
 
 def reset(endpoint: str) -> None:
@@ -163,7 +236,7 @@ class FakeAws:
                       RoutingConfig=routing)["RevisionId"]
 
     def create_alarms(self, function_name: str, alarm_names: Sequence[str]) -> None:
-        """Metric alarms on the alias's Errors; moto starts them in state OK."""
+        """Metric alarms on the alias's Errors; they start in INSUFFICIENT_DATA, as in AWS."""
         for name in alarm_names:
             self.cloudwatch.put_metric_alarm(
                 AlarmName=name, Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum",

@@ -21,7 +21,7 @@ import pytest
 from fakes.endpoint import FakeEndpoint
 from fakes.moto_server import REGION
 from fakes.terraform_double import TerraformDouble, write_stack
-from release.aws import Routing, client, read_alias
+from release.aws import AwsError, Routing, client, read_alias
 from release.config import parse_config
 from release.history import ReleaseHistory
 from release.runner import ReleaseRunner, RunnerOptions
@@ -74,12 +74,16 @@ class BackgroundLoop:
 class AliasFollower(BackgroundLoop):
     """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway."""
 
-    def __init__(self, endpoint: FakeEndpoint, lambda_client) -> None:
+    def __init__(self, endpoint: FakeEndpoint, lambda_client, function_name: str = FUNCTION) -> None:
         super().__init__()
         self.endpoint, self.lambda_client = endpoint, lambda_client
+        self.function_name = function_name
 
     def step(self) -> None:
-        routing = read_alias(self.lambda_client, FUNCTION, "production").routing
+        try:
+            routing = read_alias(self.lambda_client, self.function_name, "production").routing
+        except AwsError:  # not deployed yet, or destroyed: nothing to follow
+            return
         if routing.additional_version_weights:
             (candidate, weight), = routing.additional_version_weights.items()
             self.endpoint.configure(stable_version=routing.primary_version,

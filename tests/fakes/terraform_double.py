@@ -35,9 +35,14 @@ import json
 import os
 import shlex
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+# The stack's alias precondition message (the project root is not on a script's path).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from release.config import NO_NEW_VERSION_MESSAGE  # noqa: E402
 
 STATE_FILE = "double.tfstate.json"
 # What the stack sets; an apply puts it back after the auto-rollback function changed it.
@@ -288,6 +293,12 @@ def _desired(variables: dict[str, str], config: dict[str, Any]) -> dict[str, Any
     if stable and not stable.isdigit():
         return ("╷\n│ Error: Invalid value for variable\n│ \n│ stable_version must be \"\" or a published "
                 f"version number (got {stable!r}).\n╵")
+    if 0 < weight < 1 and stable == str(config["candidate_version"]):
+        # The alias precondition; Terraform wraps the message at 78 columns.
+        wrapped = "\n│ ".join(textwrap.wrap(NO_NEW_VERSION_MESSAGE, 78))
+        return ("╷\n│ Error: Resource precondition failed\n│ \n│   on cdk.tf.json line 507, in "
+                "resource.aws_lambda_alias.alias_87719FCA.lifecycle.precondition[0]:\n│ \n"
+                f"│ {wrapped}\n╵")
     return {"candidate_version": str(config["candidate_version"]), "canary_weight": weight,
             "stable_version": stable, "fault_rate": float(variables.get("fault_rate", "0"))}
 

@@ -1,0 +1,24 @@
+output "primary_version" {
+  description = "The version the alias points at (its function_version)."
+  value       = local.primary_version
+}
+
+output "additional_version_weights" {
+  description = "The alias routing_config weights: {candidate_version = canary_weight} during a canary, otherwise empty."
+  value       = local.additional_version_weights
+}
+
+output "phase" {
+  description = "Which row of the routing table applies: candidate-only, stable-only, canary or promoted."
+  value       = local.phase
+}
+
+output "routing_config" {
+  description = "The alias routing_config blocks: one with the canary weights while the phase variables ask for a split, none otherwise (GetAlias omits an empty routing config, so an always-present empty block would never converge)."
+  value       = [for weighted in(local.weighted ? [true] : []) : { additional_version_weights = local.additional_version_weights }]
+}
+
+output "canary_of_stable_version" {
+  description = "True when canary_weight asks for a canary but the candidate already is the stable_version (nothing new to send traffic to); the stack refuses such a plan."
+  value       = local.canary_of_stable_version
+}

@@ -1,0 +1,224 @@
+"""Every release phase through the real `invoke` tasks, a real Terraform and the real AWS
+provider, against moto (tests/fakes/real_world.py). The tests of each class are the steps of one
+release history, in order: each asserts where traffic is (live alias = the routing table), what
+the stack outputs say, the history line, and that a fresh plan with the phase's variables is
+clean (`plan -detailed-exitcode` exits 0: the stack converges).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from fakes.moto_server import alarm_update_fails_after_the_alias_moves, moto_alias_routing
+from fakes.real_terraform import lay_overrides
+from fakes.real_world import RealWorld, real_world
+from release.aws import Routing
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, synth):
+    with real_world(tmp_path_factory, synth, ("staging", "dev")) as world:
+        yield world
+
+
+def assert_phase(world: RealWorld, env: str, result: dict, *, phase: str, routing: Routing,
+                 candidate: str, stable: str, outcome: str = "succeeded") -> None:
+    """The live alias, the stack outputs, the history and a clean re-plan all agree."""
+    assert (result["phase"], result["outcome"]) == (phase, outcome), result["detail"]
+    assert world.live(env) == routing
+    outputs = world.outputs(env)
+    assert Routing(outputs["primary_version"], outputs["additional_version_weights"]) == routing
+    assert (outputs["candidate_version"], outputs["stable_version"]) == (candidate, stable)
+    last = world.history.last(env)
+    assert (last["phase"], last["outcome"], last["candidate_version"]) == (phase, outcome, candidate)
+    assert last["routing_after"] == routing.to_dict()
+    replan = world.replan(env)
+    assert replan.returncode == 0, f"the stack does not converge:\n{replan.stdout}{replan.stderr}"
+
+
+class TestReleaseHistoryInStaging:
+    """deploy -> canary -> promote -> new code -> canary -> rollback -> fast rollback -> rollout
+    -> status -> refused canary -> failed apply -> destroy, in the staging stack (auto-rollback
+    function, SNS, SQS and all)."""
+
+    def test_first_deploy_gives_version_1_all_traffic(self, world):
+        result = world.phase("deploy", "staging")
+        assert_phase(world, "staging", result, phase="deploy", routing=Routing("1"),
+                     candidate="1", stable="")
+        assert result["smoke"]["version_counts"] == {"1": result["smoke"]["completed"]}
+
+    def test_canary_of_new_code(self, world):
+        world.new_code("staging")
+        result = world.phase("canary", "staging", "--weight=0.1")
+        assert_phase(world, "staging", result, phase="canary", routing=Routing("1", {"2": 0.1}),
+                     candidate="2", stable="1")
+        assert set(result["smoke"]["version_counts"]) == {"1", "2"}
+
+    def test_promote(self, world):
+        result = world.phase("promote", "staging")
+        assert_phase(world, "staging", result, phase="promote", routing=Routing("2"),
+                     candidate="2", stable="1")
+
+    def test_canary_of_the_next_change_right_after_a_promote(self, world):
+        # Failed with "Provider produced inconsistent final plan" while the alias always carried
+        # a routing_config block: the new version is unknown at plan time.
+        world.new_code("staging")
+        result = world.phase("canary", "staging", "--weight=0.1")
+        assert_phase(world, "staging", result, phase="canary", routing=Routing("2", {"3": 0.1}),
+                     candidate="3", stable="2")
+
+    def test_rollback(self, world):
+        result = world.phase("rollback", "staging")
+        assert_phase(world, "staging", result, phase="rollback", routing=Routing("2"),
+                     candidate="3", stable="2")
+
+    def test_fast_rollback_then_terraform_agrees(self, world):
+        world.phase("canary", "staging", "--weight=0.25")  # v3 again: it is still the candidate
+        assert world.live("staging") == Routing("2", {"3": 0.25})
+        result = world.invoke("rollback", "--env", "staging", "--fast", "--url",
+                              world.endpoints["staging"].url, "--json")
+        assert result.returncode == 0, result.stderr
+        assert "after one UpdateAlias" in result.stderr
+        assert_phase(world, "staging", json.loads(result.stdout), phase="rollback",
+                     routing=Routing("2"), candidate="3", stable="2")
+
+    def test_rollout_walks_its_steps(self, world):
+        world.new_code("staging")
+        result = world.phase("rollout", "staging", "--steps=0.1,0.5,1", "--bake=0")
+        assert [(step["phase"], step["outcome"]) for step in result] == [
+            ("rollout-step", "succeeded"), ("rollout-step", "succeeded"), ("promote", "succeeded")]
+        assert [step["routing_after"] for step in result] == [
+            Routing("2", {"4": 0.1}).to_dict(), Routing("2", {"4": 0.5}).to_dict(),
+            Routing("4").to_dict()]
+        assert_phase(world, "staging", result[-1], phase="promote", routing=Routing("4"),
+                     candidate="4", stable="2")
+
+    def test_status_reports_drift_anywhere_in_the_stack(self, world):
+        status = world.invoke("status", "--env", "staging", "--json")
+        assert status.returncode == 0, status.stderr
+        info = json.loads(status.stdout)
+        assert (info["drift"], info["terraform_drift"]) == (False, [])
+        assert info["live_routing"] == Routing("4").to_dict()
+        # A console change to something other than the alias.
+        world.lambda_client.update_function_configuration(
+            FunctionName=world.function_name("staging"), MemorySize=1024)
+        info = json.loads(world.invoke("status", "--env", "staging", "--json").stdout)
+        assert info["drift"] is True
+        assert [address for address in info["terraform_drift"] if "aws_lambda_function" in address]
+        text = world.invoke("status", "--env", "staging").stdout
+        assert "something was changed outside Terraform" in text
+        # An apply puts the memory back; it publishes that as v5, which a promote then releases.
+        world.phase("deploy", "staging")
+        assert world.replan("staging").returncode == 0
+        result = world.phase("promote", "staging")
+        assert_phase(world, "staging", result, phase="promote", routing=Routing("5"),
+                     candidate="5", stable="4")
+
+    def test_a_canary_without_new_code_is_refused_from_the_plan(self, world):
+        serial_before = world.outputs("staging")
+        result = world.invoke("canary", "--env", "staging", "--weight=0.1", "--json",
+                              "--url", world.endpoints["staging"].url)
+        assert result.returncode == 1
+        report = json.loads(result.stdout)
+        assert report["outcome"] == "refused"
+        assert report["detail"].startswith("no new version to send traffic to")
+        assert world.outputs("staging") == serial_before
+        assert world.live("staging") == Routing("5")
+
+    def test_a_failed_apply_puts_the_live_routing_back(self, world):
+        world.new_code("staging")
+        with alarm_update_fails_after_the_alias_moves(world.function_name("staging")):
+            result = world.invoke("canary", "--env", "staging", "--weight=0.1", "--json",
+                                  "--url", world.endpoints["staging"].url)
+        assert result.returncode == 1
+        report = json.loads(result.stdout)
+        assert report["outcome"] == "failed"
+        # Terraform's own explanation, not only its headline.
+        assert "Injected failure: the alarm could not be updated" in report["detail"]
+        assert "live alias restored from" in report["detail"]
+        assert world.live("staging") == Routing("5")
+        # What the live function shows: the failed apply had published v6 already.
+        assert report["candidate_version"] == "6" == world.published_versions("staging")[-1]
+        assert world.history.last("staging")["candidate_version"] == "6"
+        # Rerunning the phase finishes it.
+        result = world.phase("canary", "staging", "--weight=0.1")
+        assert_phase(world, "staging", result, phase="canary", routing=Routing("5", {"6": 0.1}),
+                     candidate="6", stable="5")
+
+    def test_destroy(self, world):
+        result = world.invoke("destroy", "--env", "staging", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert world.outputs("staging") == {}
+        functions = world.lambda_client.list_functions()["Functions"]
+        assert world.function_name("staging") not in {function["FunctionName"] for function in functions}
+
+
+@pytest.fixture
+def moto_own_routing():
+    with moto_alias_routing():
+        yield
+
+
+@pytest.mark.usefixtures("moto_own_routing")
+class TestMotoOwnAliasRouting:
+    """The core flow again, with moto answering GetAlias its own way (an empty RoutingConfig is
+    kept and reported once set, where AWS omits it), in the dev stack."""
+
+    def test_deploy_canary_promote(self, world):
+        world.phase("deploy", "dev")
+        world.new_code("dev")
+        world.phase("canary", "dev", "--weight=0.1")
+        result = world.phase("promote", "dev")
+        assert_phase(world, "dev", result, phase="promote", routing=Routing("2"), candidate="2",
+                     stable="1")
+
+    def test_canary_of_the_next_change_right_after_a_promote(self, world):
+        world.new_code("dev")
+        result = world.phase("canary", "dev", "--weight=0.1")
+        assert_phase(world, "dev", result, phase="canary", routing=Routing("2", {"3": 0.1}),
+                     candidate="3", stable="2")
+
+    def test_canary_after_a_fast_rollback(self, world):
+        result = world.invoke("rollback", "--env", "dev", "--fast", "--json",
+                              "--url", world.endpoints["dev"].url)
+        assert result.returncode == 0, result.stderr
+        world.new_code("dev")
+        result = world.phase("canary", "dev", "--weight=0.1")
+        assert_phase(world, "dev", result, phase="canary", routing=Routing("2", {"4": 0.1}),
+                     candidate="4", stable="2")
+
+
+class TestCdktfDeploy:
+    """The cdktf CLI path the README promises, for platform teams: `cdktf deploy <env> --var ...`,
+    a first deploy and a canary, with the same routing as the invoke tasks (prod stack)."""
+
+    def deploy(self, world: RealWorld, outdir, *args: str):
+        env = {name: value for name, value in world.env.items() if name != "CDKTF_OUTDIR"}
+        # cdktf runs Terraform by this name; --skip-provider-lock because no registry is reachable
+        # to hash the provider for every platform; NODE_OPTIONS silences Node's DEP0044 warning,
+        # which the CLI would print as an ERROR line (it concerns the CLI's own dependencies).
+        env.update(TERRAFORM_BINARY_NAME=world.terraform.binary, NODE_OPTIONS="--no-deprecation")
+        return world.run("node_modules/.bin/cdktf", "deploy", "prod", "--output", str(outdir),
+                         "--auto-approve", "--skip-provider-lock", "--no-color", *args,
+                         env_overrides=env)
+
+    def test_first_deploy_then_a_canary(self, world, tmp_path_factory):
+        outdir = tmp_path_factory.mktemp("cdktf-cli") / "cdktf.out"
+        stack = outdir / "stacks" / "prod"
+        stack.mkdir(parents=True)
+        lay_overrides(stack, world.terraform, world.moto)  # kept by the CLI's synth
+        first = self.deploy(world, outdir, "--var", "canary_weight=0", "--var", "stable_version=")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "DEP0044" not in first.stdout + first.stderr
+        assert world.live("prod") == Routing("1")
+
+        (archive,) = stack.glob("assets/function_code_*/*/*.zip")
+        with zipfile.ZipFile(archive, "a") as bundle:  # merged code, without a new synth
+            bundle.writestr("change.txt", "merged\n")
+        canary = self.deploy(world, outdir, "--skip-synth", "--var", "canary_weight=0.1",
+                             "--var", "stable_version=1")
+        assert canary.returncode == 0, canary.stdout + canary.stderr
+        assert world.live("prod") == Routing("1", {"2": 0.1})
