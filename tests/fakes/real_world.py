@@ -131,8 +131,10 @@ def real_world(tmp_path_factory: pytest.TempPathFactory, synth: Any,
         "CDKTF_OUTDIR": str(root / "cdktf.out"),
         "SAFE_RELEASE_STATE_DIR": str(root / "state"),
     }
-    for name in environments:
-        stack = copy_stack(synth.stack_dir(name), root / "cdktf.out" / "stacks" / name)
+    # Every stack of the config, so that the tasks find the synth complete and never run it again
+    # (which would also undo the code changes made in the copies).
+    for stack_source in (synth.outdir / "stacks").iterdir():
+        stack = copy_stack(stack_source, root / "cdktf.out" / "stacks" / stack_source.name)
         lay_overrides(stack, terraform, moto)
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
