@@ -151,5 +151,6 @@ def real_world(tmp_path_factory: pytest.TempPathFactory, synth: Any,
                                                   world.function_name(name)))
                 world.endpoints[name] = endpoint
             yield world
+    # KEEP_REAL_WORLD=1 keeps the stacks and their state for a look after a failed run.
     if not os.environ.get("KEEP_REAL_WORLD"):
         shutil.rmtree(root / "cdktf.out", ignore_errors=True)  # provider binaries and plans
