@@ -65,6 +65,10 @@ class RemoteTerraform:
     def apply(self, plan: RemotePlan) -> None:
         """Nothing to do: the run `plan()` followed has applied already."""
 
+    def apply_variables(self, variables: Mapping[str, Any]) -> ChangeSummary:
+        """A phase: one run that plans and applies (see `plan()`)."""
+        return self.plan(variables).summary
+
     def drift(self, variables: Mapping[str, Any]) -> None:
         """Not checked remotely: a speculative plan in the workspace would queue behind runs.
         None tells `invoke status` so."""

@@ -152,7 +152,7 @@ class AwsClients:
 
 class ReleaseRunner:
     """`terraform` is a local `Terraform` or a `release.remote.RemoteTerraform`: anything with
-    plan(variables) / apply(plan) / outputs()."""
+    apply_variables(variables) / drift(variables) / outputs()."""
 
     def __init__(self, environment: EnvironmentConfig, terraform: Terraform, *,
                  clients: AwsClients | None = None, history: ReleaseHistory | None = None,
@@ -207,8 +207,8 @@ class ReleaseRunner:
                              f"{variables.canary_weight:g} stable_version="
                              f"{variables.stable_version or '(none)'}")
         try:
-            plan = self.terraform.plan({**variables.as_terraform(), **(extra_variables or {})})
-            self.terraform.apply(plan)
+            summary = self.terraform.apply_variables(
+                {**variables.as_terraform(), **(extra_variables or {})})
         except APPLY_ERRORS as error:
             if _is_no_new_version(error):
                 # The stack's precondition stopped the plan: nothing was applied.
@@ -222,7 +222,7 @@ class ReleaseRunner:
             raise self._failed(self._interrupted(base, state), started) from None
         after = self.stack_state()
         base = replace(base, routing_after=after.routing, candidate_version=after.candidate_version,
-                       plan_summary=str(plan.summary))
+                       plan_summary=str(summary))
 
         report = self._check(base, after)
         if acknowledged:
@@ -306,8 +306,7 @@ class ReleaseRunner:
         target = Routing(stable_version)
         self.progress.status(f"check failed ({report.detail}); rolling back to {target.describe()}")
         try:
-            plan = self.terraform.plan(PhaseVariables(0.0, stable_version).as_terraform())
-            self.terraform.apply(plan)
+            self.terraform.apply_variables(PhaseVariables(0.0, stable_version).as_terraform())
             how = "rolled back through Terraform"
         except APPLY_ERRORS as error:
             live = aws.fast_rollback(self.clients["lambda"], after["function_name"],

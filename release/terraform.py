@@ -201,6 +201,22 @@ class Terraform:
         return Plan(path=plan_path, has_changes=result.exit_code == 2,
                     summary=parse_change_summary(result.stdout))
 
+    def apply_variables(self, variables: Mapping[str, str | float | int]) -> ChangeSummary:
+        """Plan and apply a phase in ONE Terraform run: `apply -auto-approve -var ...`.
+
+        As safe as `plan()` + `apply()`: the same validations and preconditions run in its plan
+        walk (a failure there applies nothing), the plan it applies is the one it just made, and
+        it holds the state lock from plan to apply (nothing can change the state in between).
+        Cheaper: one Terraform process instead of two, no plan file written and read back
+        (benchmarks/real_phase_benchmark.py: a routing-only phase 11.2 s -> 9.6 s against moto;
+        most of what is left is the AWS provider starting for the plan walk and the apply walk)."""
+        self.init()
+        args = ["apply", "-auto-approve", "-input=false", f"-lock-timeout={self.lock_timeout}",
+                "-no-color"]
+        for name, value in variables.items():
+            args += ["-var", f"{name}={render_variable(value)}"]
+        return parse_change_summary(self._run("apply", args).stdout)
+
     def drift(self, variables: Mapping[str, str | float | int]) -> list[str]:
         """Addresses of the resources a plan with the last applied `variables` would change:
         whatever was changed outside Terraform since (a console edit, a fast rollback). Plans with

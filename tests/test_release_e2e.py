@@ -143,13 +143,14 @@ def test_rollout_bake_pauses_when_the_canary_saw_too_little_traffic(world):
 
 def test_a_canary_without_new_code_is_refused_by_the_plan_before_any_apply(world):
     world.runner().run("promote")
-    applies = world.applies()
+    stack = world.outdir / "stacks" / "dev"
+    state = world.double.state(stack)
     with pytest.raises(PhaseFailed) as failure:
         world.runner().run("canary", 0.1)
     report = failure.value.report
     assert report.outcome == "refused"
     assert report.detail.startswith("no new version to send traffic to: v2 already is the candidate")
-    assert world.applies() == applies  # the stack's precondition failed the plan
+    assert world.double.state(stack) == state  # the stack's precondition failed the plan
     assert world.live() == Routing("2")
     assert world.history.last("dev")["outcome"] == "refused"
 
@@ -240,7 +241,7 @@ def test_ctrl_c_during_an_apply_is_recorded_with_where_traffic_stands(world, mon
     def interrupted_apply(plan):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner.terraform, "apply", interrupted_apply)
+    monkeypatch.setattr(runner.terraform, "apply_variables", interrupted_apply)
     with pytest.raises(PhaseFailed) as failure:
         runner.run("canary", 0.5)
     report = failure.value.report

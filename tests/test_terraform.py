@@ -178,6 +178,31 @@ def test_apply_failure_carries_the_stderr_tail(double, stack):
     assert double.state(stack) is None
 
 
+def test_apply_variables_plans_and_applies_in_one_run(double, stack):
+    double.configure(candidate_version="3")
+    terraform = runner(double, stack)
+    first = terraform.apply_variables({"canary_weight": 0, "stable_version": ""})
+    double.configure(candidate_version="4")
+    canary = terraform.apply_variables({"canary_weight": 0.1, "stable_version": "3"})
+
+    assert call_args(double, "apply")[-1] == [
+        "apply", "-auto-approve", "-input=false", "-lock-timeout=60s", "-no-color",
+        "-var", "canary_weight=0.1", "-var", "stable_version=3"]
+    assert "plan" not in double.commands()
+    assert (first, canary) == (ChangeSummary(add=14), ChangeSummary(change=2))
+    assert terraform.outputs()["additional_version_weights"] == {"4": 0.1}
+
+
+def test_apply_variables_that_fail_the_plan_apply_nothing(double, stack):
+    double.configure(candidate_version="3")
+    terraform = runner(double, stack)
+    terraform.apply_variables({"canary_weight": 0, "stable_version": ""})
+    state = double.state(stack)
+    with pytest.raises(TerraformError, match="Error: Invalid value for variable"):
+        terraform.apply_variables({"canary_weight": 1.5, "stable_version": "3"})
+    assert double.state(stack) == state
+
+
 def test_plan_failure_names_the_error_and_the_fix(double, stack):
     double.configure(failures={"plan": "error"})
     with pytest.raises(TerraformError) as failure:

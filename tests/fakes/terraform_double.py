@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from release.config import NO_NEW_VERSION_MESSAGE  # noqa: E402
 
 STATE_FILE = "double.tfstate.json"
+PLAN_OF_AUTO_APPROVE = "double-auto-approve.tfplan"
 # What the stack sets; an apply puts it back after the auto-rollback function changed it.
 ALIAS_DESCRIPTION = "Production traffic; routing set by the canary_weight and stable_version variables."
 CONFIG_VARIABLE = "TERRAFORM_DOUBLE_CONFIG"
@@ -390,6 +391,11 @@ def main(argv: list[str]) -> int:
         return _init(cwd, config)
     if command == "plan":
         return _plan(cwd, options, config)
+    if command == "apply" and options.get("auto-approve") and not positional:
+        # `apply -auto-approve -var ...`: plan, then apply that plan, in one run.
+        code = _plan(cwd, {**options, "out": PLAN_OF_AUTO_APPROVE, "detailed-exitcode": False},
+                     config)
+        return code or _apply(cwd, [PLAN_OF_AUTO_APPROVE], config)
     if command == "apply":
         return _apply(cwd, positional, config)
     if command == "output":
