@@ -2,8 +2,8 @@
 subscribed to it takes the canary's weight off the alias (functions/rollback).
 
 It works the same whichever way the phase was applied (invoke, `cdktf deploy`, a Terraform Cloud
-run), because the wiring is part of the stack. The function may read and update that one alias
-and nothing else; deliveries it cannot handle are retried by Lambda, then kept in a dead-letter
+run), because the wiring is part of the stack. The function may read and update the released
+function's aliases and nothing else (it touches only the `production` alias); deliveries it cannot handle are retried by Lambda, then kept in a dead-letter
 queue instead of vanishing.
 """
 
@@ -34,7 +34,11 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 class AutoRollbackConfig:
     function_name: str       # the released function's name
     alias_name: str
-    alias_arn: str           # token: the one resource the rollback function may change
+    # Token: the released function's UNQUALIFIED ARN. Lambda authorizes GetAlias and UpdateAlias
+    # on the function resource ("Actions, resources, and condition keys for AWS Lambda"); an
+    # alias ARN in the policy never matches them. Which alias it changes is the function's own
+    # guard (ALIAS_NAME).
+    function_arn: str
     alarm_names: tuple[str, ...]  # the alarms it acts on
     log_retention_days: int
 
@@ -75,9 +79,9 @@ class AutoRollback(Construct):
             },
             publish=False,
             extra_statements=(
-                {"Sid": "RollBackThisAliasOnly", "Effect": "Allow",
+                {"Sid": "RollBackTheReleasedFunction", "Effect": "Allow",
                  "Action": ["lambda:GetAlias", "lambda:UpdateAlias"],
-                 "Resource": config.alias_arn},
+                 "Resource": config.function_arn},
                 {"Sid": "KeepUndeliveredAlarms", "Effect": "Allow",
                  "Action": ["sqs:SendMessage"],
                  "Resource": self.dead_letters.arn},

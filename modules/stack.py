@@ -57,7 +57,7 @@ class SafeReleaseStack(TerraformStack):
             auto_rollback = AutoRollback(self, "auto_rollback", AutoRollbackConfig(
                 function_name=config.function_name,
                 alias_name=ALIAS_NAME,
-                alias_arn=alias.arn,
+                function_arn=function.function.arn,
                 alarm_names=tuple(alarm_name(config.function_name, kind) for kind in ROLLBACK_TRIGGERS),
                 log_retention_days=config.function.log_retention_days,
             ))

@@ -340,19 +340,24 @@ def test_auto_rollback_is_wired_alarm_to_topic_to_function(synth):
         2, {"on_failure": {"destination": ref("aws_sqs_queue", queue_name, "arn")}})
 
 
-def test_rollback_function_may_change_only_the_production_alias(synth):
+def test_rollback_function_may_change_only_the_released_functions_aliases(synth):
     stack = synth.stack("prod")
-    alias_name, _ = only(stack, "aws_lambda_alias")
+    function_name, _ = only(stack, "aws_lambda_function", "function")
     queue_name, _ = only(stack, "aws_sqs_queue", "auto_rollback")
     _, policy = only(stack, "aws_iam_role_policy", "auto_rollback")
     _, role = only(stack, "aws_iam_role", "auto_rollback")
     statements = {statement["Sid"]: statement for statement in json.loads(policy["policy"])["Statement"]}
-    assert statements["RollBackThisAliasOnly"] == {
-        "Sid": "RollBackThisAliasOnly", "Effect": "Allow",
+    # GetAlias/UpdateAlias authorize on the unqualified function ARN (Lambda's actions table): an
+    # alias ARN (or a version-qualified one) would never match, and the rollback would never act.
+    assert statements["RollBackTheReleasedFunction"] == {
+        "Sid": "RollBackTheReleasedFunction", "Effect": "Allow",
         "Action": ["lambda:GetAlias", "lambda:UpdateAlias"],
-        "Resource": ref("aws_lambda_alias", alias_name, "arn")}
+        "Resource": ref("aws_lambda_function", function_name, "arn")}
+    assert not any("aws_lambda_alias" in str(statement["Resource"]) or
+                   "qualified_arn" in str(statement["Resource"])
+                   for statement in statements.values())
     assert statements["KeepUndeliveredAlarms"]["Resource"] == ref("aws_sqs_queue", queue_name, "arn")
-    assert set(statements) == {"WriteOwnLogs", "WriteTraces", "RollBackThisAliasOnly",
+    assert set(statements) == {"WriteOwnLogs", "WriteTraces", "RollBackTheReleasedFunction",
                                "KeepUndeliveredAlarms"}
     lambda_actions = [action for statement in statements.values() for action in statement["Action"]
                       if action.startswith("lambda:")]

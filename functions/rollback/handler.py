@@ -244,7 +244,9 @@ def _clear_canary(lambda_client: Any, settings: Settings, alarm: AlarmNotificati
     response = lambda_client.update_alias(
         FunctionName=settings.function_name, Name=settings.alias_name,
         FunctionVersion=live.primary_version,
-        RoutingConfig={"AdditionalVersionWeights": {}},
+        # An empty RoutingConfig clears the weights, as the Terraform provider does: Lambda then
+        # reports none, which is what the stack's next plan expects.
+        RoutingConfig={},
         RevisionId=live.revision_id,
         Description=rollback_description(alarm.name, alarm.state_change_time, live.describe(),
                                          after.describe()))
