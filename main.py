@@ -1,4 +1,5 @@
-"""CDKTF app: one safe-release stack per environment in environments.toml."""
+"""CDKTF app: one safe-release stack per environment in environments.toml, and one account
+bootstrap stack per region they use."""
 
 import sys
 
@@ -17,6 +18,7 @@ def main() -> None:
     use_project_node()
     from cdktf import App
 
+    from modules.account import AccountBootstrapStack, AccountConfig
     from modules.stack import SafeReleaseStack
     from modules.traffic_policy import register_module_source
 
@@ -24,6 +26,8 @@ def main() -> None:
     register_module_source(app)
     for environment in config.environments.values():
         SafeReleaseStack(app, environment.name, environment)
+    for name, region in config.account_stacks.items():
+        AccountBootstrapStack(app, name, AccountConfig(region, config.account_tags(region)))
     app.synth()
 
 

@@ -14,7 +14,10 @@ from pathlib import Path
 from invoke import Exit, task
 
 from release import aws, committed, synth as synthesis
-from release.config import ALIAS_NAME, ConfigError, EnvironmentConfig, ProjectConfig, load_config
+from release.config import (
+    ALIAS_NAME, ConfigError, EnvironmentConfig, ProjectConfig, account_stack_name, load_config,
+    synth_output_dir,
+)
 from release.console import ConsoleProgress
 from release.drill import DrillError, DrillOptions, run_drill
 from release.lock import ReleaseLock, ReleaseLockedError
@@ -132,6 +135,9 @@ def _release(env: str, command: str, work, *, as_json: bool, lock_timeout: str,
             with ConsoleProgress() as progress:
                 runner = _runner(environment, progress, lock_timeout=lock_timeout, smoke=smoke,
                                  requests=requests, remote=remote, url=url)
+                # Not before a rollback: taking traffic off a bad version must always be possible.
+                if not remote and command != "rollback":
+                    runner.preflight_account()
                 result = work(runner)
     except PhaseFailed as failure:
         _print(failure.result if as_json else failure.report, as_json)
@@ -196,7 +202,7 @@ def synth(c, env="", force=False, check=False):
                 _synthesize(config, force=True, outdir=Path(scratch))
                 committed.check(config, Path(scratch))
             print(f"synth --check: {committed.committed_root().name}/ matches a fresh synth "
-                  f"({', '.join(config.environments)})")
+                  f"({', '.join(config.stack_names)})")
             return
         seconds = _synthesize(config, force)
         changed = committed.write_all(config, synthesis.synth_output_dir())
@@ -204,11 +210,35 @@ def synth(c, env="", force=False, check=False):
         raise _fail(error) from None
     stacks = synthesis.synth_output_dir() / "stacks"
     print(f"synth: up to date ({stacks})" if seconds is None else
-          f"synth: {', '.join(config.environments)} in {seconds:.1f} s ({stacks})")
+          f"synth: {', '.join(config.stack_names)} in {seconds:.1f} s ({stacks})")
     if changed:
         root = committed.committed_root().name
         print(f"synth: refreshed {', '.join(f'{root}/{name}' for name in changed)} "
               "(commit it for Terraform Cloud runs)")
+
+
+@task(help={"env": "An environment of the account and region to prepare (default: dev); its "
+                   "region picks the account stack.",
+            "lock_timeout": LOCK_TIMEOUT_HELP})
+def bootstrap(c, env="dev", lock_timeout="60s"):
+    """Apply the account stack of the environment's region (API Gateway's logging role).
+
+    Once per account and region, before the first deploy; `destroy` never touches it."""
+    config, environment = _load(env)
+    name = account_stack_name(environment.region)
+    try:
+        with ReleaseLock(name, "invoke bootstrap"):
+            _synthesize(config)
+            with ConsoleProgress() as progress:
+                terraform = Terraform(synth_output_dir() / "stacks" / name,
+                                      lock_timeout=lock_timeout, on_line=progress.terraform_line)
+                terraform.version()
+                aws.preflight_credentials(environment.region)
+                summary = terraform.apply_variables({})
+                role = terraform.outputs()["api_gateway_cloudwatch_role_arn"]
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+    print(f"bootstrap {name}: {summary}; API Gateway logs with {role}")
 
 
 @task(help={"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,

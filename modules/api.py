@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 
 from cdktf import Fn, TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.api_gateway_account import ApiGatewayAccount
 from cdktf_cdktf_provider_aws.api_gateway_deployment import ApiGatewayDeployment
 from cdktf_cdktf_provider_aws.api_gateway_integration import ApiGatewayIntegration
 from cdktf_cdktf_provider_aws.api_gateway_method import ApiGatewayMethod
@@ -26,8 +25,6 @@ from cdktf_cdktf_provider_aws.api_gateway_stage import (
     ApiGatewayStageAccessLogSettings,
 )
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from constructs import Construct
 
@@ -57,7 +54,6 @@ class ApiConfig:
     alias_invoke_arn: str   # token: the alias's invoke ARN
     log_retention_days: int
     # API Gateway writes access logs only once the account (per region) has a CloudWatch role.
-    manage_account_logging_role: bool
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.api_name) <= 1024:
@@ -122,33 +118,34 @@ class RestApiFrontDoor(Construct):
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
             depends_on=[self.method, self.integration],
         )
-        self.access_log_group = CloudwatchLogGroup(
-            self, "access_log_group",
-            name=f"/aws/apigateway/{config.api_name}/{settings.stage_name}/access",
-            retention_in_days=config.log_retention_days,
-        )
-        stage_depends_on = []
-        if config.manage_account_logging_role:
-            stage_depends_on.append(self._account_logging_role(config.api_name))
+        # Access and execution logs need the account's API Gateway CloudWatch Logs role, which
+        # the account bootstrap stack sets (`invoke bootstrap`); `api.logging = false` leaves
+        # them off where the account has none.
+        access_logs = None
+        if settings.logging:
+            self.access_log_group = CloudwatchLogGroup(
+                self, "access_log_group",
+                name=f"/aws/apigateway/{config.api_name}/{settings.stage_name}/access",
+                retention_in_days=config.log_retention_days,
+            )
+            access_logs = ApiGatewayStageAccessLogSettings(
+                destination_arn=self.access_log_group.arn, format=ACCESS_LOG_FORMAT)
+            # Execution logs at ERROR level say why API Gateway failed a request that never
+            # reached Lambda (for example a missing invoke permission); the access log only has a
+            # summary. API Gateway would create this group itself, without a retention: create
+            # it first.
+            self.execution_log_group = CloudwatchLogGroup(
+                self, "execution_log_group",
+                name=f"API-Gateway-Execution-Logs_{self.api.id}/{settings.stage_name}",
+                retention_in_days=config.log_retention_days,
+            )
         self.stage = ApiGatewayStage(
             self, "stage",
             rest_api_id=self.api.id,
             deployment_id=self.deployment.id,
             stage_name=settings.stage_name,
             xray_tracing_enabled=True,
-            access_log_settings=ApiGatewayStageAccessLogSettings(
-                destination_arn=self.access_log_group.arn,
-                format=ACCESS_LOG_FORMAT,
-            ),
-            depends_on=stage_depends_on or None,
-        )
-        # Execution logs at ERROR level say why API Gateway failed a request that never reached
-        # Lambda (for example a missing invoke permission); the access log only has a summary.
-        # API Gateway would create this group itself, without a retention: create it first.
-        self.execution_log_group = CloudwatchLogGroup(
-            self, "execution_log_group",
-            name=f"API-Gateway-Execution-Logs_{self.api.id}/{settings.stage_name}",
-            retention_in_days=config.log_retention_days,
+            access_log_settings=access_logs,
         )
         self.method_settings = ApiGatewayMethodSettings(
             self, "method_settings",
@@ -157,36 +154,13 @@ class RestApiFrontDoor(Construct):
             method_path="*/*",
             settings=ApiGatewayMethodSettingsSettings(
                 metrics_enabled=True,
-                logging_level="ERROR",
+                logging_level="ERROR" if settings.logging else "OFF",
                 throttling_rate_limit=settings.throttling_rate_limit,
                 throttling_burst_limit=settings.throttling_burst_limit,
             ),
-            depends_on=[self.execution_log_group],
+            depends_on=[self.execution_log_group] if settings.logging else None,
         )
 
     @property
     def url(self) -> str:
         return f"{self.stage.invoke_url}/{self.resource.path_part}"
-
-    def _account_logging_role(self, api_name: str) -> ApiGatewayAccount:
-        """The account-wide (per region) role API Gateway logs with. One per account and region:
-        enable it in one environment only when several share an account."""
-        role = IamRole(
-            self, "account_logging_role",
-            name=f"{api_name[:44]}-apigw-cloudwatch",
-            description="Lets API Gateway write access logs to CloudWatch Logs (account setting).",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Effect": "Allow",
-                    "Principal": {"Service": "apigateway.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }],
-            }),
-        )
-        policy = IamRolePolicyAttachment(
-            self, "account_logging_policy",
-            role=role.name,
-            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
-        )
-        return ApiGatewayAccount(self, "account", cloudwatch_role_arn=role.arn, depends_on=[policy])

@@ -9,10 +9,15 @@ from release.config import EnvironmentConfig
 LOCAL_STATE_ROOT = "../../../terraform-state"
 
 
+def local_state_backend(stack: TerraformStack, name: str) -> None:
+    """State in terraform-state/<name>/ at the project root."""
+    LocalBackend(stack, path=f"{LOCAL_STATE_ROOT}/{name}/terraform.tfstate")
+
+
 def configure_backend(stack: TerraformStack, environment: EnvironmentConfig) -> None:
     backend = environment.backend
     if backend.type == "local":
-        LocalBackend(stack, path=f"{LOCAL_STATE_ROOT}/{environment.name}/terraform.tfstate")
+        local_state_backend(stack, environment.name)
     elif backend.type == "s3":
         S3Backend(
             stack,

@@ -50,7 +50,6 @@ class SafeReleaseStack(TerraformStack):
             alias_name=alias.name,
             alias_invoke_arn=alias.invoke_arn,
             log_retention_days=config.function.log_retention_days,
-            manage_account_logging_role=config.api.manage_account_logging_role,
         ))
         auto_rollback = None
         if config.auto_rollback:

@@ -102,6 +102,59 @@ def preflight_credentials(session_or_region: boto3.Session | str) -> str:
             f"region {session.region_name or 'not set'})")
 
 
+# Lambda keeps at least this much of the account's concurrency unreserved ("decreases account's
+# UnreservedConcurrentExecution below its minimum value"); standard accounts have a minimum of 100.
+MINIMUM_UNRESERVED_CONCURRENCY = 100
+
+
+class AccountNotReady(AwsError):
+    """The account cannot take the stack's first (or next) apply as configured."""
+
+
+def reservation_room(unreserved: int, current_reservation: int, wanted: int) -> int:
+    """What stays unreserved after the function reserves `wanted` (it gives back what it holds)."""
+    return unreserved + current_reservation - wanted
+
+
+def preflight_account(apigateway_client: Any, lambda_client: Any, *, environment_name: str,
+                      function_name: str, logging: bool, reserved_concurrency: int | None) -> None:
+    """Before anything is planned: the account can take what the stack asks of it.
+
+    - stage logging needs API Gateway's account-level CloudWatch Logs role (GetAccount), else
+      the first apply fails and leaves the stage tainted;
+    - a reserved concurrency must leave the account its minimum unreserved concurrency
+      (GetAccountSettings; new accounts often have a total of 10).
+    """
+    region = lambda_client.meta.region_name
+    if logging:
+        with _translated("apigateway:GetAccount"):
+            role = apigateway_client.get_account().get("cloudwatchRoleArn")
+        if not role:
+            raise AccountNotReady(
+                f"API Gateway in {region} has no CloudWatch Logs role for this account, so "
+                f"{environment_name}'s stage logging would fail the first apply: run `invoke "
+                f"bootstrap --env {environment_name}` once per account and region, or set api = "
+                f"{{ logging = false }} for {environment_name} in environments.toml")
+    if reserved_concurrency:
+        with _translated("lambda:GetAccountSettings"):
+            limits = lambda_client.get_account_settings()["AccountLimit"]
+        with _translated("lambda:GetFunctionConcurrency"):
+            try:
+                current = lambda_client.get_function_concurrency(FunctionName=function_name).get(
+                    "ReservedConcurrentExecutions") or 0
+            except lambda_client.exceptions.ResourceNotFoundException:
+                current = 0  # not deployed yet
+        unreserved = limits["UnreservedConcurrentExecutions"]
+        room = reservation_room(unreserved, current, reserved_concurrency)
+        if room < MINIMUM_UNRESERVED_CONCURRENCY:
+            raise AccountNotReady(
+                f"function.reserved_concurrency = {reserved_concurrency} for {environment_name} "
+                f"would leave {room} of the account's concurrency unreserved in {region} "
+                f"(total {limits['ConcurrentExecutions']}, minimum unreserved "
+                f"{MINIMUM_UNRESERVED_CONCURRENCY}): lower it in environments.toml, or ask AWS "
+                "for a higher concurrency quota")
+
+
 @dataclass(frozen=True, eq=False)
 class Routing:
     """Where an alias sends traffic: a primary version plus at most one weighted extra version."""

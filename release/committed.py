@@ -71,15 +71,16 @@ def write(stack_dir: Path, directory: Path) -> bool:
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    if not (directory / PHASE_FILE).exists():
+    takes_a_phase = "canary_weight" in json.loads(wanted[STACK_FILE]).get("variable", {})
+    if takes_a_phase and not (directory / PHASE_FILE).exists():  # not the account stacks
         write_phase(directory, {"canary_weight": 0, "stable_version": ""})
     return True
 
 
 def write_all(config: ProjectConfig, outdir: Path, root: Path | None = None) -> list[str]:
-    """Refresh every environment's committed Terraform; returns those that changed."""
+    """Refresh every stack's committed Terraform; returns those that changed."""
     root = root or committed_root()
-    return [name for name in config.environments
+    return [name for name in config.stack_names
             if write(outdir / "stacks" / name, root / name)]
 
 
@@ -97,7 +98,7 @@ def check(config: ProjectConfig, outdir: Path, root: Path | None = None) -> None
     """Raise CommittedError naming each environment whose committed Terraform is stale."""
     root = root or committed_root()
     problems = []
-    for name in config.environments:
+    for name in config.stack_names:
         found = differences(outdir / "stacks" / name, root / name)
         if found:
             shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")

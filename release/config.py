@@ -28,6 +28,9 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "environments.toml"
 CONFIG_PATH_VARIABLE = "SAFE_RELEASE_CONFIG"
 # The alias API Gateway invokes; every phase changes its routing.
 ALIAS_NAME = "production"
+# The long-lived per-region account stack (API Gateway's CloudWatch Logs role) is
+# `account-<region>`, synthesized beside the environments and never destroyed by them.
+ACCOUNT_STACK_PREFIX = "account-"
 # The stack's alias precondition fails a plan with this message when the phase variables ask for a
 # canary of the stable version itself (no new code); the runner reports such a phase as refused.
 NO_NEW_VERSION_MESSAGE = (
@@ -120,10 +123,10 @@ class ApiSettings:
     stage_name: str = "prod"
     throttling_rate_limit: float = 100.0
     throttling_burst_limit: int = 50
-    # API Gateway writes access logs only after the account (per region) has a CloudWatch role.
-    # Turn this on in exactly one environment per account and region, or set the role up once
-    # outside this project.
-    manage_account_logging_role: bool = False
+    # Stage access logs and execution logs. API Gateway writes them only once the account (per
+    # region) has a CloudWatch Logs role: the account bootstrap stack (`invoke bootstrap`) sets it.
+    # false where the account is managed elsewhere and has none.
+    logging: bool = True
 
     def __post_init__(self) -> None:
         _require(bool(re.fullmatch(r"[A-Za-z0-9._~-]+", self.path)), "path", self.path,
@@ -241,6 +244,9 @@ class EnvironmentConfig:
     def __post_init__(self) -> None:
         _require(bool(re.fullmatch(r"[a-z][a-z0-9-]{0,31}", self.name)), "name", self.name,
                  "environment names are 1-32 lowercase letters, digits or -, starting with a letter")
+        _require(not self.name.startswith(ACCOUNT_STACK_PREFIX), "name", self.name,
+                 f"names starting with {ACCOUNT_STACK_PREFIX!r} belong to the account bootstrap "
+                 "stacks")
         _require(bool(REGION_PATTERN.fullmatch(self.region)), "region", self.region,
                  "must be an AWS region such as eu-west-1")
         _require(bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.function_name)), "function_name",
@@ -252,10 +258,30 @@ class EnvironmentConfig:
         return synth_output_dir() / "stacks" / self.name
 
 
+def account_stack_name(region: str) -> str:
+    return f"{ACCOUNT_STACK_PREFIX}{region}"
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     path: Path
     environments: Mapping[str, EnvironmentConfig]
+
+    @property
+    def account_stacks(self) -> dict[str, str]:
+        """The account bootstrap stacks: one per region the environments use, name -> region."""
+        return {account_stack_name(region): region
+                for region in sorted({env.region for env in self.environments.values()})}
+
+    def account_tags(self, region: str) -> dict[str, str]:
+        """The tags every environment in `region` shares (those from [defaults], usually)."""
+        tag_sets = [set(env.tags.items()) for env in self.environments.values() if env.region == region]
+        return dict(sorted(set.intersection(*tag_sets))) if tag_sets else {}
+
+    @property
+    def stack_names(self) -> list[str]:
+        """Every stack the app synthesizes: the environments, then the account stacks."""
+        return [*self.environments, *self.account_stacks]
 
     def environment(self, name: str) -> EnvironmentConfig:
         if name not in self.environments:

@@ -174,6 +174,15 @@ class ReleaseRunner:
                              history=self.history, options=replace(self.options, **changes),
                              progress=self.progress, sleep=self.sleep, clock=self.clock)
 
+    def preflight_account(self) -> None:
+        """The AWS account can take this environment's stack (see aws.preflight_account)."""
+        environment = self.environment
+        aws.preflight_account(self.clients["apigateway"], self.clients["lambda"],
+                              environment_name=environment.name,
+                              function_name=environment.function_name,
+                              logging=environment.api.logging,
+                              reserved_concurrency=environment.function.reserved_concurrency)
+
     # ------------------------------------------------------------------ reading the stack
 
     def stack_state(self) -> StackState:

@@ -41,7 +41,7 @@ def is_up_to_date(config: ProjectConfig, outdir: Path | None = None) -> bool:
     outdir = outdir or synth_output_dir()
     marker = outdir / FINGERPRINT_FILE
     stacks_present = all((outdir / "stacks" / name / "cdk.tf.json").is_file()
-                         for name in config.environments)
+                         for name in config.stack_names)
     return stacks_present and marker.is_file() and marker.read_text().strip() == fingerprint(config)
 
 

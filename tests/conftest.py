@@ -25,6 +25,7 @@ backend = { type = "s3", bucket = "team-terraform-state" }
 [environments.cloud-backed]
 function_name = "test-cloud-backed"
 backend = { type = "cloud", organization = "acme", workspace = "lambda-release-cloud" }
+api = { logging = false }
 """
 
 

@@ -9,10 +9,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from fakes.moto_server import FAKE_KEY_ID, FAKE_SECRET, REGION, FakeAws
-from release.aws import (AwsError, NO_CREDENTIALS, Routing, RoutingError, RoutingTimeout,
-                         first_alarm_since,
-                         alarm_states, client, fast_rollback, preflight_credentials, read_alias,
+from fakes.moto_server import ACCOUNT_CONCURRENCY, FAKE_KEY_ID, FAKE_SECRET, REGION, FakeAws
+from release.aws import (NO_CREDENTIALS, AccountNotReady, AwsError, Routing, RoutingError,
+                         RoutingTimeout, alarm_states, client, fast_rollback, first_alarm_since,
+                         preflight_account, preflight_credentials, read_alias, reservation_room,
                          version_metrics, wait_for_routing)
 
 FN = "deploy-patterns-demo-dev"
@@ -286,3 +286,53 @@ def test_preflight_names_an_unknown_profile(fake_aws: FakeAws, monkeypatch):
     monkeypatch.setenv("AWS_PROFILE", "release-bot")
     with pytest.raises(AwsError, match="release-bot"):
         preflight_credentials(REGION)
+
+
+# preflight_account
+
+def preflight(fake_aws: FakeAws, *, logging: bool = True, reserved: int | None = None) -> None:
+    preflight_account(client("apigateway", REGION), client("lambda", REGION),
+                      environment_name="prod", function_name=FN, logging=logging,
+                      reserved_concurrency=reserved)
+
+
+def test_stage_logging_on_an_account_without_the_api_gateway_role_is_refused(fake_aws: FakeAws):
+    with pytest.raises(AccountNotReady) as refusal:
+        preflight(fake_aws)
+    message = str(refusal.value)
+    assert "\n" not in message
+    assert message.startswith(f"API Gateway in {REGION} has no CloudWatch Logs role")
+    assert "run `invoke bootstrap --env prod`" in message
+    assert "api = { logging = false }" in message
+    preflight(fake_aws, logging=False)  # nothing to log, nothing needed
+    fake_aws.bootstrap_account()
+    preflight(fake_aws)
+
+
+def test_a_reservation_must_leave_the_account_its_minimum_unreserved(fake_aws, monkeypatch):
+    fake_aws.bootstrap_account()
+    monkeypatch.setitem(ACCOUNT_CONCURRENCY, "total", 10)  # a new account's quota
+    with pytest.raises(AccountNotReady, match=r"function.reserved_concurrency = 100 for prod would "
+                                              r"leave -90 .* unreserved .*total 10, minimum "
+                                              r"unreserved 100\): lower it"):
+        preflight(fake_aws, reserved=100)
+    monkeypatch.setitem(ACCOUNT_CONCURRENCY, "total", 200)
+    preflight(fake_aws, reserved=100)
+    preflight(fake_aws, reserved=None)
+
+
+def test_a_redeploy_counts_the_reservation_the_function_already_holds(fake_aws, monkeypatch):
+    fake_aws.bootstrap_account()
+    monkeypatch.setitem(ACCOUNT_CONCURRENCY, "total", 200)
+    fake_aws.deploy(FN)
+    fake_aws.lambda_client.put_function_concurrency(FunctionName=FN,
+                                                    ReservedConcurrentExecutions=100)
+    # Unreserved is 100 now; keeping the 100 it holds leaves 100, asking 101 leaves 99.
+    preflight(fake_aws, reserved=100)
+    with pytest.raises(AccountNotReady, match="would leave 99 "):
+        preflight(fake_aws, reserved=101)
+
+
+def test_reservation_room():
+    assert reservation_room(unreserved=1000, current_reservation=0, wanted=100) == 900
+    assert reservation_room(unreserved=100, current_reservation=100, wanted=100) == 100

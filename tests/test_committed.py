@@ -13,7 +13,7 @@ from release import committed
 from release.config import load_config
 
 
-@pytest.mark.parametrize("environment", PROJECT_ENVIRONMENTS)
+@pytest.mark.parametrize("environment", (*PROJECT_ENVIRONMENTS, "account-eu-west-1"))
 def test_committed_terraform_equals_a_fresh_synth(synth, environment):
     assert committed.differences(synth.stack_dir(environment),
                                  committed.committed_root() / environment) == [], (
@@ -95,7 +95,7 @@ def test_committed_variables_reject_a_bad_phase_file(terraform_1_0, committed_ro
 def test_check_names_the_stale_environment_and_the_fix(synth, tmp_path):
     config = load_config()
     root = tmp_path / "terraform"
-    for name in config.environments:
+    for name in config.stack_names:
         committed.write(synth.stack_dir(name), root / name)
     committed.check(config, synth.outdir, root)  # fresh: no error
 
@@ -131,6 +131,6 @@ def test_cdktf_cli_synth_gives_the_committed_terraform(tmp_path):
     result = subprocess.run(["cdktf", "synth", "--output", str(tmp_path / "out")], cwd=PROJECT_ROOT,
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for environment in PROJECT_ENVIRONMENTS:
+    for environment in (*PROJECT_ENVIRONMENTS, "account-eu-west-1"):
         assert committed.differences(tmp_path / "out" / "stacks" / environment,
                                      committed.committed_root() / environment) == []

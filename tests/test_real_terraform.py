@@ -15,7 +15,7 @@ import pytest
 from fakes.moto_server import alarm_update_fails_after_the_alias_moves, moto_alias_routing
 from fakes.real_terraform import lay_overrides
 from fakes.real_world import RealWorld, real_world
-from release.aws import Routing
+from release.aws import Routing, client
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,30 @@ def assert_phase(world: RealWorld, env: str, result: dict, *, phase: str, routin
 
 
 class TestReleaseHistoryInStaging:
-    """deploy -> canary -> promote -> new code -> canary -> rollback -> fast rollback -> rollout
-    -> status -> refused canary -> failed apply -> destroy, in the staging stack (auto-rollback
-    function, SNS, SQS and all)."""
+    """a fresh account refused -> bootstrap -> deploy -> canary -> promote -> new code -> canary
+    -> rollback -> fast rollback -> rollout -> status -> refused canary -> failed apply ->
+    destroy, in the staging stack (auto-rollback function, SNS, SQS and all)."""
+
+    def test_a_fresh_account_is_refused_before_anything_is_planned(self, world):
+        result = world.invoke("deploy", "--env", "staging", "--url", world.endpoints["staging"].url)
+        assert result.returncode == 1
+        assert result.stderr.strip().startswith(
+            "error: API Gateway in eu-west-1 has no CloudWatch Logs role for this account, so "
+            "staging's stage logging would fail the first apply: run `invoke bootstrap --env "
+            "staging`")
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (world.root / "terraform-state" / "staging").exists()  # never planned
+        assert world.history.read("staging") == []
+
+    def test_bootstrap_gives_the_account_its_api_gateway_logging_role(self, world):
+        result = world.invoke("bootstrap", "--env", "staging")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("bootstrap account-eu-west-1: 3 to add, 0 to change")
+        role = client("apigateway", "eu-west-1").get_account()["cloudwatchRoleArn"]
+        assert role.endswith(":role/api-gateway-cloudwatch-logs-eu-west-1")
+        replan = world.terraform_cli("account-eu-west-1", "plan", "-input=false", "-no-color",
+                                     "-detailed-exitcode")
+        assert replan.returncode == 0, replan.stdout + replan.stderr
 
     def test_first_deploy_gives_version_1_all_traffic(self, world):
         result = world.phase("deploy", "staging")
@@ -154,6 +175,8 @@ class TestReleaseHistoryInStaging:
         assert world.outputs("staging") == {}
         functions = world.lambda_client.list_functions()["Functions"]
         assert world.function_name("staging") not in {function["FunctionName"] for function in functions}
+        # The account stack outlives every environment.
+        assert client("apigateway", "eu-west-1").get_account().get("cloudwatchRoleArn")
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ import pytest
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
 from fakes.real_terraform import copy_stack, lay_overrides, real_terraform
 
-# The project's environments and conftest's EXTRA_ENVIRONMENTS (the S3 and cloud backends).
-SYNTHESIZED = (*PROJECT_ENVIRONMENTS, "s3-backed", "cloud-backed")
+# The project's environments, conftest's EXTRA_ENVIRONMENTS (the S3 and cloud backends) and the
+# account bootstrap stack of their region.
+ACCOUNT_STACK = "account-eu-west-1"
+SYNTHESIZED = (*PROJECT_ENVIRONMENTS, "s3-backed", "cloud-backed", ACCOUNT_STACK)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_synthesized_stack_is_valid_for_the_real_provider(terraform, synth, envi
     assert "Success! The configuration is valid." in result.stdout
 
 
-@pytest.mark.parametrize("environment", PROJECT_ENVIRONMENTS)
+@pytest.mark.parametrize("environment", (*PROJECT_ENVIRONMENTS, ACCOUNT_STACK))
 def test_committed_terraform_is_valid_for_the_real_provider(terraform, environment, tmp_path):
     result = validate(terraform, PROJECT_ROOT / "terraform" / environment, tmp_path / environment)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -372,3 +372,35 @@ def test_dev_opted_out_of_auto_rollback(synth):
     assert all("alarm_actions" not in alarm
                for alarm in stack["resource"]["aws_cloudwatch_metric_alarm"].values())
     assert stack["output"]["auto_rollback_function"]["value"] == ""
+
+
+def test_account_stack_holds_the_api_gateway_logging_role(synth):
+    stack = synth.stack("account-eu-west-1")
+    role_name, role = only(stack, "aws_iam_role")
+    _, attachment = only(stack, "aws_iam_role_policy_attachment")
+    _, account = only(stack, "aws_api_gateway_account")
+    assert json.loads(role["assume_role_policy"])["Statement"][0]["Principal"] == {
+        "Service": "apigateway.amazonaws.com"}
+    assert attachment["policy_arn"].endswith("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+    assert account["cloudwatch_role_arn"] == ref("aws_iam_role", role_name, "arn")
+    assert stack["terraform"]["backend"] == {
+        "local": {"path": "../../../terraform-state/account-eu-west-1/terraform.tfstate"}}
+
+
+def test_no_environment_stack_holds_account_settings(synth):
+    # Destroying aws_api_gateway_account resets the setting for every API in the account and
+    # region: it lives in the account stack, which `invoke destroy` never touches.
+    for environment in PROJECT_ENVIRONMENTS:
+        assert "aws_api_gateway_account" not in synth.stack(environment)["resource"]
+
+
+def test_an_environment_without_logging_has_no_stage_logs(synth):
+    # conftest's cloud-backed environment sets api = { logging = false }.
+    stack = synth.stack("cloud-backed")
+    _, stage = only(stack, "aws_api_gateway_stage")
+    _, method_settings = only(stack, "aws_api_gateway_method_settings")
+    assert "access_log_settings" not in stage
+    assert method_settings["settings"]["logging_level"] == "OFF"
+    assert method_settings["settings"]["metrics_enabled"] is True
+    log_groups = [group["name"] for group in stack["resource"]["aws_cloudwatch_log_group"].values()]
+    assert not any("apigateway" in name.lower() or "API-Gateway" in name for name in log_groups)

@@ -24,6 +24,12 @@ makes it AWS-faithful, each patch as AWS documents it:
 - Alarm state: a new metric alarm starts in INSUFFICIENT_DATA (moto starts it in OK). Source:
   CloudWatch user guide, "Alarm states" / PutMetricAlarm ("the alarm ... is initially set to
   INSUFFICIENT_DATA").
+- Account settings: GetAccountSettings (moto 5.2.5 has no route for it) answers with a total
+  concurrency of `ACCOUNT_CONCURRENCY["total"]` (1000, AWS's default quota; tests lower it to a
+  new account's 10) less what the functions reserve. Source: Lambda API reference,
+  GetAccountSettings (AccountLimit.ConcurrentExecutions, UnreservedConcurrentExecutions).
+- AWS managed policies exist (an account stack attaches AmazonAPIGatewayPushToCloudWatchLogs):
+  moto loads them only with MOTO_IAM_LOAD_MANAGED_POLICIES=true, set for the server here.
 - Percentiles: GetMetricData with a statistic such as `p99` (moto answers HTTP 500). As in
   CloudWatch, percentiles are computed from raw values (PutMetricData `Values`/`Counts`), not
   from statistic sets.
@@ -37,6 +43,7 @@ import functools
 import io
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -54,6 +61,7 @@ import pytest
 from moto.awslambda.exceptions import PreconditionFailedException
 from moto.awslambda.models import LambdaAlias
 from moto.awslambda.responses import LambdaResponse
+from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import lambda_backends
 from moto.cloudwatch.exceptions import ValidationError as CloudWatchValidationError
 from moto.cloudwatch.models import Alarm, Statistics
@@ -70,6 +78,8 @@ _REAL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"
                        "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
                        "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+# The account's total Lambda concurrency that GetAccountSettings reports.
+ACCOUNT_CONCURRENCY = {"total": 1000}
 # Whether GetAlias omits an empty RoutingConfig as AWS does (see `moto_alias_routing`).
 _ALIAS_ROUTING = {"aws_faithful": True}
 _HANDLER = "def lambda_handler(event, context):\n    return {{'statusCode': 200}}  # build {}\n"
@@ -109,6 +119,16 @@ def _teach_moto() -> None:
         original_alarm_init(self, *args, **kwargs)
         self.state_value = "INSUFFICIENT_DATA"
 
+    def get_account_settings(self: LambdaResponse) -> Any:
+        reserved = sum(int(function.reserved_concurrency or 0)
+                       for function in self.backend.list_functions())
+        total = ACCOUNT_CONCURRENCY["total"]
+        return 200, {}, json.dumps({"AccountLimit": {
+            "ConcurrentExecutions": total, "UnreservedConcurrentExecutions": total - reserved,
+            "TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000,
+            "CodeSizeZipped": 52428800}, "AccountUsage": {"TotalCodeSize": 0,
+                                                          "FunctionCount": 0}})
+
     def statistic(self: Statistics, stat: str) -> Any:
         percentile = re.fullmatch(r"p(\d{1,2}(?:\.\d+)?)", stat)
         if percentile and self.metric_single_values_list:
@@ -119,6 +139,8 @@ def _teach_moto() -> None:
     LambdaResponse.update_alias = update_alias
     LambdaAlias.update = alias_update
     LambdaAlias.to_json = alias_json
+    LambdaResponse.get_account_settings = get_account_settings
+    lambda_urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = LambdaResponse.dispatch
     Alarm.__init__ = alarm_init
     Statistics.get_statistics_for_type = statistic
 
@@ -127,6 +149,7 @@ def _teach_moto() -> None:
 def moto_endpoint() -> str:
     """URL of this process's moto server, started on the first call on a free local port."""
     _teach_moto()
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     # One INFO line per request drowns test and benchmark output; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -203,10 +226,16 @@ class FakeAws:
         self.region = region
         # The fake's own clients name the endpoint and keys, so setup works whatever the
         # environment of the code under test says.
-        self.lambda_client, self.cloudwatch, self.iam = (
+        self.lambda_client, self.cloudwatch, self.iam, self.apigateway = (
             boto3.client(service, region_name=region, endpoint_url=endpoint,
                          aws_access_key_id=FAKE_KEY_ID, aws_secret_access_key=FAKE_SECRET)
-            for service in ("lambda", "cloudwatch", "iam"))
+            for service in ("lambda", "cloudwatch", "iam", "apigateway"))
+
+    def bootstrap_account(self) -> None:
+        """API Gateway's account-level CloudWatch Logs role, as `invoke bootstrap` sets it."""
+        self.apigateway.update_account(patchOperations=[{
+            "op": "replace", "path": "/cloudwatchRoleArn",
+            "value": "arn:aws:iam::123456789012:role/api-gateway-cloudwatch-logs"}])
 
     def create_function(self, function_name: str) -> None:
         role = self.iam.create_role(

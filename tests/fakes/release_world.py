@@ -100,11 +100,12 @@ def world(fake_aws, tmp_path, monkeypatch):
     config_path = tmp_path / "environments.toml"
     config_path.write_text(CONFIG)
     outdir = tmp_path / "cdktf.out"
-    for name in ("dev", "prod"):
+    for name in parse_config(CONFIG, config_path).stack_names:  # as a complete synth leaves them
         write_stack(outdir / "stacks" / name)
     monkeypatch.setenv("SAFE_RELEASE_CONFIG", str(config_path))
     monkeypatch.setenv("CDKTF_OUTDIR", str(outdir))
     monkeypatch.setenv("SAFE_RELEASE_STATE_DIR", str(tmp_path / "state"))
+    fake_aws.bootstrap_account()
     fake_aws.deploy(FUNCTION, versions=1, alarm_names=ALARMS)
     with FakeEndpoint(seed=7, stable_version="1", candidate_version="1") as endpoint:
         double = TerraformDouble(tmp_path, candidate_version="1", function_name=FUNCTION,
