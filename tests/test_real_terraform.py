@@ -17,6 +17,9 @@ from fakes.real_terraform import lay_overrides
 from fakes.real_world import RealWorld, real_world
 from release.aws import Routing, client
 
+# Minutes of real Terraform runs: `scripts/test -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, synth):

@@ -11,6 +11,9 @@ import pytest
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
 from fakes.real_terraform import copy_stack, lay_overrides, real_terraform
 
+# Minutes of real Terraform runs: `scripts/test -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 # The project's environments, conftest's EXTRA_ENVIRONMENTS (the S3 and cloud backends) and the
 # account bootstrap stack of their region.
 ACCOUNT_STACK = "account-eu-west-1"
