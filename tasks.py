@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from release import aws, committed, synth as synthesis
+from release import aws, committed, quarantine, synth as synthesis
 from release.config import (
     ALIAS_NAME, ConfigError, EnvironmentConfig, ProjectConfig, account_stack_name, load_config,
     synth_output_dir,
@@ -37,7 +37,8 @@ URL_HELP = ("Endpoint the smoke check calls instead of the stack's api_url outpu
             "a private API through a tunnel, a local stand-in).")
 # What a failing release step may raise besides PhaseFailed; each is one line for the user.
 USER_ERRORS = (ConfigError, PhaseInputError, ReleaseLockedError, TerraformError, aws.AwsError,
-               synthesis.SynthError, committed.CommittedError, TfcError, DrillError)
+               synthesis.SynthError, committed.CommittedError, TfcError, DrillError,
+               quarantine.QuarantineInputError)
 REMOTE_HELP = ("Apply through the environment's Terraform Cloud workspace (backend type cloud): set "
                "its variables, run it, then check and roll back as locally. Token: TFE_TOKEN or "
                "`terraform login`.")
@@ -314,6 +315,28 @@ def rollback(c, env="dev", fast=False, no_smoke=False, requests=0, json=False, l
 
 
 @task(help={"env": ENV_HELP,
+            "version": "The quarantined version to let serve again, e.g. 7 (`invoke status` lists them).",
+            "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
+def release_quarantine(c, env="dev", version="", json=False, lock_timeout="60s"):
+    """Let a version that a rollback took traffic from get traffic again (recorded in the history)."""
+    _, environment = _load(env)
+    try:
+        parsed = quarantine.parse_version(version)
+        with ReleaseLock(environment.name, "invoke release-quarantine"):
+            with ConsoleProgress() as progress:
+                runner = _runner(environment, progress, lock_timeout=lock_timeout)
+                state = runner.stack_state()
+                lifted, record = quarantine.lift(env, state, runner.live_alias(state),
+                                                 runner.clients["ssm"], runner.history, parsed)
+    except USER_ERRORS as error:
+        raise _fail(error) from None
+    if json:
+        print(dumps(record.to_dict(), indent=2))
+    else:
+        print(f"release-quarantine {env}: {record.detail}")
+
+
+@task(help={"env": ENV_HELP,
             "steps": "Comma-separated weights, ascending, ending at 1 (default: the environment's preset).",
             "bake": "Seconds to watch alarms and metrics after each step (default -1: the preset).",
             "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP, "json": JSON_HELP,
@@ -422,6 +445,13 @@ def status(c, env="dev", json=False, lock_timeout="60s", remote=False):
         print(f"  DRIFT: a plan with the last phase's variables would change "
               f"{', '.join(info['terraform_drift'])}: something was changed outside Terraform; "
               "rerun the last phase to put it back")
+    if info["plan_refused"]:
+        print(f"  the stack refuses a plan with the last phase's variables: "
+              f"{info['plan_refused']}")
+    for version, entry in info["quarantined"].items():
+        print(f"  QUARANTINED: v{version}, rolled back by {entry['reason']} at {entry['at']}; "
+              f"plans refuse to give it traffic (`invoke release-quarantine --env {env} "
+              f"--version {version}` lifts it)")
     print("  alarms: " + ", ".join(f"{name} {state}" for name, state in info["alarms"].items()))
     last = info["last_phase"]
     if last:

@@ -21,6 +21,9 @@ class AliasConfig:
     # Token: the traffic policy's "canary weight, but no new version" condition, which fails the
     # plan (or, when the apply publishes new code, never holds).
     canary_of_stable_version: IResolvable
+    # Tokens: whether the plan gives a quarantined version traffic, and the refusal naming it.
+    serves_quarantined_version: IResolvable
+    quarantine_refusal: str
 
     def __post_init__(self) -> None:
         if Token.is_unresolved(self.routing_config):
@@ -51,12 +54,20 @@ class ProductionAlias(Construct):
             description="Production traffic; routing set by the canary_weight and stable_version variables.",
             function_name=config.function_name,
             function_version=config.primary_version,
-            lifecycle=TerraformResourceLifecycle(precondition=[Precondition(
-                # Known at plan time unless the apply publishes new code (then a new version
-                # number, which never equals the stable one, and the check passes at apply).
-                condition=Op.not_(config.canary_of_stable_version),
-                error_message=NO_NEW_VERSION_MESSAGE,
-            )]),
+            lifecycle=TerraformResourceLifecycle(precondition=[
+                Precondition(
+                    # Known at plan time unless the apply publishes new code (then a new version
+                    # number, which never equals the stable one, and the check passes at apply).
+                    condition=Op.not_(config.canary_of_stable_version),
+                    error_message=NO_NEW_VERSION_MESSAGE,
+                ),
+                Precondition(
+                    # Also unknown while new code is unpublished: a new version is never in
+                    # quarantine, so the check at apply passes and new code is not blocked.
+                    condition=Op.not_(config.serves_quarantined_version),
+                    error_message=config.quarantine_refusal,
+                ),
+            ]),
         )
         # A dynamic block: present only while there are weights. GetAlias omits an empty routing
         # config, so an always-present empty block would show as a change on every plan; removing

@@ -3,8 +3,9 @@ subscribed to it takes the canary's weight off the alias (functions/rollback).
 
 It works the same whichever way the phase was applied (invoke, `cdktf deploy`, a Terraform Cloud
 run), because the wiring is part of the stack. The function may read and update the released
-function's aliases and nothing else (it touches only the `production` alias); deliveries it cannot handle are retried by Lambda, then kept in a dead-letter
-queue instead of vanishing.
+function's aliases (it touches only the `production` alias) and the stack's quarantine parameter,
+where it records the version it took traffic from, and nothing else; deliveries it cannot handle
+are retried by Lambda, then kept in a dead-letter queue instead of vanishing.
 """
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from constructs import Construct
 
 from modules.function import FunctionConfig, PackagedFunction
-from release.config import FunctionSettings
+from release.config import FunctionSettings, quarantine_parameter_name
 
 # Lambda retries a failed asynchronous invocation at most twice; then the event goes to the
 # dead-letter queue, where it stays for SQS's maximum of 14 days.
@@ -39,6 +40,9 @@ class AutoRollbackConfig:
     # alias ARN in the policy never matches them. Which alias it changes is the function's own
     # guard (ALIAS_NAME).
     function_arn: str
+    # Token: the stack's quarantine parameter (modules/quarantine.py); after a rollback the
+    # function records there the version it took traffic from.
+    quarantine_parameter_arn: str
     alarm_names: tuple[str, ...]  # the alarms it acts on
     log_retention_days: int
 
@@ -76,12 +80,16 @@ class AutoRollback(Construct):
                 "FUNCTION_NAME": config.function_name,
                 "ALIAS_NAME": config.alias_name,
                 "ALARM_NAMES": ",".join(config.alarm_names),
+                "QUARANTINE_PARAMETER": quarantine_parameter_name(config.function_name),
             },
             publish=False,
             extra_statements=(
                 {"Sid": "RollBackTheReleasedFunction", "Effect": "Allow",
                  "Action": ["lambda:GetAlias", "lambda:UpdateAlias"],
                  "Resource": config.function_arn},
+                {"Sid": "QuarantineTheRolledBackVersion", "Effect": "Allow",
+                 "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+                 "Resource": config.quarantine_parameter_arn},
                 {"Sid": "KeepUndeliveredAlarms", "Effect": "Allow",
                  "Action": ["sqs:SendMessage"],
                  "Resource": self.dead_letters.arn},

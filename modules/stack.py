@@ -12,6 +12,7 @@ from modules.dashboard import DashboardConfig, ReleaseDashboard
 from modules.auto_rollback import AutoRollback, AutoRollbackConfig
 from modules.function import FunctionConfig, PackagedFunction
 from modules.phase_variables import PhaseVariables, PhaseVariablesConfig
+from modules.quarantine import QuarantineConfig, ReleaseQuarantine
 from modules.traffic_policy import TrafficPolicy, TrafficPolicyConfig
 from release.config import ALIAS_NAME, EnvironmentConfig
 
@@ -32,17 +33,25 @@ class SafeReleaseStack(TerraformStack):
             variables={"DEPLOY_ENVIRONMENT": config.name,
                        "FAULT_RATE": phase.fault_rate.string_value},
         ))
+        quarantine = ReleaseQuarantine(self, "quarantine", QuarantineConfig(
+            function_name=config.function_name, alias_name=ALIAS_NAME))
         policy = TrafficPolicy(self, "traffic_policy", TrafficPolicyConfig(
             candidate_version=function.function.version,
             stable_version=phase.stable_version.string_value,
             canary_weight=phase.canary_weight.number_value,
+            environment=config.name,
+            quarantined_versions_json=quarantine.versions_json,
+            serving_version=quarantine.serving_version,
         ))
         alias = ProductionAlias(self, "alias", AliasConfig(
             function_name=function.function.function_name,
             primary_version=policy.primary_version,
             routing_config=policy.routing_config,
             canary_of_stable_version=policy.canary_of_stable_version,
+            serves_quarantined_version=policy.serves_quarantined_version,
+            quarantine_refusal=policy.quarantine_refusal,
         )).alias
+        quarantine.created_after(alias)
         api = RestApiFrontDoor(self, "api", ApiConfig(
             api_name=config.function_name,
             settings=config.api,
@@ -57,6 +66,7 @@ class SafeReleaseStack(TerraformStack):
                 function_name=config.function_name,
                 alias_name=ALIAS_NAME,
                 function_arn=function.function.arn,
+                quarantine_parameter_arn=quarantine.parameter.arn,
                 alarm_names=tuple(alarm_name(config.function_name, kind) for kind in ROLLBACK_TRIGGERS),
                 log_retention_days=config.function.log_retention_days,
             ))
@@ -97,6 +107,9 @@ class SafeReleaseStack(TerraformStack):
             "alarm_names": ([alarm.alarm_name for alarm in alarms.all],
                             "Names of the CloudWatch alarms that judge a release."),
             "region": (config.region, "AWS region of the stack."),
+            "quarantine_parameter": (quarantine.parameter.name,
+                                     "SSM parameter listing the versions a rollback took traffic "
+                                     "from; plans refuse to give them traffic until lifted."),
             "dashboard_url": (dashboard.url, "CloudWatch console link to the release dashboard: "
                               "traffic, errors and latency per version, the release alarms."),
             "auto_rollback_function": (

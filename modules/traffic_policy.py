@@ -28,6 +28,12 @@ class TrafficPolicyConfig:
     candidate_version: str  # token: the version the function resource just published
     stable_version: str     # token: var.stable_version
     canary_weight: float    # token: var.canary_weight
+    environment: str        # the environment's name, for the refusal messages
+    # Token: the quarantine record's JSON ("" before the first apply; modules/quarantine.py).
+    quarantined_versions_json: str
+    # Token: the version the alias serves now ("" before the first deployment); an empty
+    # stable_version stands for it.
+    serving_version: str
 
 
 class TrafficPolicy(Construct):
@@ -40,6 +46,9 @@ class TrafficPolicy(Construct):
                 "candidate_version": config.candidate_version,
                 "stable_version": config.stable_version,
                 "canary_weight": config.canary_weight,
+                "environment": config.environment,
+                "quarantined_versions_json": config.quarantined_versions_json,
+                "serving_version": config.serving_version,
             },
         )
         # A readable name in plans and state (`module.traffic_policy`).
@@ -62,6 +71,16 @@ class TrafficPolicy(Construct):
     def canary_of_stable_version(self) -> IResolvable:
         """True when the variables ask for a canary of the stable version itself."""
         return self.module.get_boolean("canary_of_stable_version")
+
+    @property
+    def serves_quarantined_version(self) -> IResolvable:
+        """True when the plan gives a quarantined version traffic."""
+        return self.module.get_boolean("serves_quarantined_version")
+
+    @property
+    def quarantine_refusal(self) -> str:
+        """Why the plan gives a quarantined version traffic; "" when it does not."""
+        return self.module.get_string("quarantine_refusal")
 
     @property
     def phase(self) -> str:

@@ -9,12 +9,13 @@ network) surface as `AwsError` with a one-line message, never as a botocore trac
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import boto3
 from botocore.config import Config
@@ -410,3 +411,65 @@ def version_metrics(cloudwatch_client: Any, function_name: str, alias_name: str,
         p99_duration_ms=max(values["p99"]) if values["p99"] else None,
         average_duration_ms=duration_sum / duration_count if duration_count else None,
     )
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A version a rollback took traffic from; the stack refuses plans that give it traffic."""
+
+    version: str
+    reason: str
+    at: str
+
+    def describe(self) -> str:
+        return f"v{self.version} (rolled back by {self.reason} at {self.at})"
+
+
+def read_quarantine(ssm_client: Any, parameter: str) -> dict[str, QuarantineEntry]:
+    """The stack's quarantine record (modules/quarantine.py), by version; {} when it is empty."""
+    with _translated("GetParameter"):
+        try:
+            value = ssm_client.get_parameter(Name=parameter)["Parameter"]["Value"]
+        except ClientError as error:
+            if _error_code(error) != "ParameterNotFound":
+                raise
+            return {}
+    try:
+        entries = json.loads(value or "{}")
+        return {str(version): QuarantineEntry(str(version), str(entry.get("reason", "")),
+                                              str(entry.get("at", "")))
+                for version, entry in entries.items()}
+    except (ValueError, AttributeError) as error:
+        raise AwsError(f"quarantine parameter {parameter} is not JSON {{version: {{reason, at}}}} "
+                       f"({error}): fix its value in SSM, e.g. to {{}}") from None
+
+
+def _write_quarantine(ssm_client: Any, parameter: str, entries: Mapping[str, QuarantineEntry]
+                      ) -> None:
+    value = json.dumps({version: {"reason": entry.reason, "at": entry.at}
+                        for version, entry in entries.items()})
+    with _translated("PutParameter"):
+        ssm_client.put_parameter(Name=parameter, Value=value, Type="String", Overwrite=True)
+
+
+def quarantine_versions(ssm_client: Any, parameter: str, versions: Iterable[str], reason: str,
+                        at: str) -> list[str]:
+    """Add `versions` to the quarantine (an entry already there keeps its first reason);
+    returns the versions added."""
+    entries = read_quarantine(ssm_client, parameter)
+    added = [version for version in dict.fromkeys(versions) if version not in entries]
+    if added:
+        entries.update({version: QuarantineEntry(version, reason, at) for version in added})
+        _write_quarantine(ssm_client, parameter, entries)
+    return added
+
+
+def lift_quarantine(ssm_client: Any, parameter: str, version: str) -> QuarantineEntry:
+    """Take `version` out of the quarantine; plans may give it traffic again."""
+    entries = read_quarantine(ssm_client, parameter)
+    if version not in entries:
+        listed = ", ".join(f"v{entry}" for entry in entries) or "none"
+        raise AwsError(f"v{version} is not quarantined (quarantined: {listed}); nothing changed")
+    lifted = entries.pop(version)
+    _write_quarantine(ssm_client, parameter, entries)
+    return lifted

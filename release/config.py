@@ -36,8 +36,18 @@ ACCOUNT_STACK_PREFIX = "account-"
 NO_NEW_VERSION_MESSAGE = (
     "The canary_weight asks for a canary, but the candidate version already is the stable_version: "
     "publish new code first, or apply canary_weight = 0.")
+# The alias precondition's refusal when a quarantined version would get traffic starts with this
+# (modules/traffic_policy/main.tf builds the rest: version, rollback reason and time, the fix).
+QUARANTINE_REFUSAL_PREFIX = "Quarantined version would get traffic"
 # Where the release tasks keep their lock files and history (default <project>/.release).
 STATE_DIR_VARIABLE = "SAFE_RELEASE_STATE_DIR"
+
+
+def quarantine_parameter_name(function_name: str) -> str:
+    """The stack's SSM parameter holding every version a rollback took traffic from, as JSON
+    {"<version>": {"reason", "at"}}: the alarm rollback function and `rollback --fast` add to it,
+    the alias precondition refuses a plan that gives one of them traffic."""
+    return f"/{function_name}/release/quarantined-versions"
 
 
 def synth_output_dir() -> Path:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from release.config import release_state_dir
 
-PHASES = ("canary", "promote", "rollback", "rollout-step", "deploy", "drill")
+PHASES = ("canary", "promote", "rollback", "rollout-step", "deploy", "drill", "release-quarantine")
 # paused: a rollout stopped on an inconclusive analysis and waits for a human;
 # interrupted: the operator pressed Ctrl-C (traffic stays where it was).
 OUTCOMES = ("succeeded", "rolled-back", "failed", "refused", "paused", "interrupted")

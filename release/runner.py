@@ -8,6 +8,7 @@ where it was meant to.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -15,7 +16,11 @@ from typing import Any, Callable, Mapping
 
 from release import aws
 from release.aws import AwsError, LiveAlias, Routing, RoutingTimeout
-from release.config import NO_NEW_VERSION_MESSAGE, EnvironmentConfig
+from release.config import (
+    NO_NEW_VERSION_MESSAGE,
+    QUARANTINE_REFUSAL_PREFIX,
+    EnvironmentConfig,
+)
 from release.history import PhaseRecord, ReleaseHistory
 from release.lock import current_caller, utc_timestamp
 from release.metrics import Verdict, judge_alarms, judge_canary
@@ -219,10 +224,9 @@ class ReleaseRunner:
             summary = self.terraform.apply_variables(
                 {**variables.as_terraform(), **(extra_variables or {})})
         except APPLY_ERRORS as error:
-            if _is_no_new_version(error):
-                # The stack's precondition stopped the plan: nothing was applied.
-                detail = (f"no new version to send traffic to: v{variables.stable_version} "
-                          "already is the candidate; merge and deploy new code first")
+            detail = _refusal(error, variables)
+            if detail:
+                # One of the stack's preconditions stopped the plan: nothing was applied.
                 raise self._failed(replace(base, outcome="refused", detail=detail),
                                    started) from None
             raise self._failed(self._after_failed_apply(base, live, error), started) from None
@@ -389,7 +393,31 @@ class ReleaseRunner:
         updated = aws.fast_rollback(self.clients["lambda"], state["function_name"],
                                     state["alias_name"], variables.stable_version,
                                     revision_id=live.revision_id)
-        return updated, self.clock() - started
+        elapsed = self.clock() - started
+        self._quarantine(state, live, variables.stable_version)
+        return updated, elapsed
+
+    def _quarantined(self, state: StackState) -> dict[str, aws.QuarantineEntry]:
+        parameter = state.outputs.get("quarantine_parameter")
+        return aws.read_quarantine(self.clients["ssm"], parameter) if parameter else {}
+
+    def _quarantine(self, state: StackState, live: LiveAlias, stable_version: str) -> None:
+        """Record the versions `rollback --fast` took traffic from, so that no later plan (a VCS
+        run, `cdktf deploy`) gives them traffic again without `invoke release-quarantine`."""
+        parameter = state.outputs.get("quarantine_parameter")
+        taken_from = [version for version in (live.routing.primary_version,
+                                              *live.routing.additional_version_weights)
+                      if version != stable_version]
+        if not parameter or not taken_from:
+            return
+        try:
+            aws.quarantine_versions(self.clients["ssm"], parameter, taken_from,
+                                    f"invoke rollback --fast by {current_caller()}",
+                                    utc_timestamp())
+        except aws.AwsError as error:
+            raise aws.AwsError(f"traffic is back on v{stable_version}, but recording "
+                               f"{', '.join('v' + v for v in taken_from)} in the quarantine "
+                               f"failed: {error}") from None
 
     def rollout(self, steps: tuple[float, ...], bake_seconds: float, *, force: bool = False,
                 on_step: Callable[[PhaseReport], None] | None = None) -> list[PhaseReport]:
@@ -474,8 +502,17 @@ class ReleaseRunner:
                     "last_phase": self.history.last(self.environment.name)}
         live = self.live_alias(state)
         # Terraform's own view: anything in the stack changed outside it, not only the alias.
-        terraform_drift = self.terraform.drift(
-            PhaseVariables(float(state["canary_weight"]), state.stable_version).as_terraform())
+        last_applied = PhaseVariables(float(state["canary_weight"]), state.stable_version)
+        plan_refused = None
+        try:
+            terraform_drift = self.terraform.drift(last_applied.as_terraform())
+        except APPLY_ERRORS as error:
+            # E.g. after an alarm rollback the last phase's variables give a quarantined version
+            # traffic: the stack refuses that plan, which is worth showing, not failing on.
+            plan_refused = _refusal(error, last_applied)
+            if plan_refused is None:
+                raise
+            terraform_drift = None
         return {
             "environment": self.environment.name,
             "deployed": True,
@@ -486,10 +523,15 @@ class ReleaseRunner:
             "terraform_routing": state.routing.to_dict(),
             "live_routing": live.routing.to_dict(),
             "live_routing_text": live.routing.describe(),
+            # Versions a rollback took traffic from: no plan gives them traffic until lifted.
+            "quarantined": {version: {"reason": entry.reason, "at": entry.at}
+                            for version, entry in self._quarantined(state).items()},
             "drift": live.routing != state.routing or bool(terraform_drift),
             # Resource addresses a plan with the last applied variables would change (None: not
             # checked, e.g. --remote).
             "terraform_drift": terraform_drift,
+            # Why the stack refuses a plan with the last applied variables (None: it does not).
+            "plan_refused": plan_refused,
             "rolled_back_by_alarm": (live.description
                                      if live.description.startswith(ALARM_ROLLBACK_PREFIX) else None),
             "alarms": aws.alarm_states(self.clients["cloudwatch"], state["alarm_names"]),
@@ -497,8 +539,14 @@ class ReleaseRunner:
         }
 
 
-def _is_no_new_version(error: Exception) -> bool:
-    """Whether a failed plan is the stack's "canary of the stable version" precondition."""
+def _refusal(error: Exception, variables: PhaseVariables) -> str | None:
+    """Why one of the stack's alias preconditions refused the plan; None for other failures."""
     lines = getattr(error, "stderr_tail", ())
     text = " ".join(" ".join([str(error), *lines]).split())
-    return NO_NEW_VERSION_MESSAGE in text
+    if NO_NEW_VERSION_MESSAGE in text:
+        return (f"no new version to send traffic to: v{variables.stable_version} already is the "
+                "candidate; merge and deploy new code first")
+    quarantined = re.search(re.escape(QUARANTINE_REFUSAL_PREFIX) + r".*?--version [0-9,]+\.", text)
+    if quarantined:
+        return quarantined.group(0)
+    return None

@@ -12,10 +12,11 @@ import zipfile
 
 import pytest
 
+from fakes.alarm_notifications import STATE_CHANGE_TIME, RollbackFunction
 from fakes.moto_server import alarm_update_fails_after_the_alias_moves, moto_alias_routing
 from fakes.real_terraform import lay_overrides
 from fakes.real_world import RealWorld, real_world
-from release.aws import Routing, client
+from release.aws import Routing, client, read_quarantine
 
 # Minutes of real Terraform runs: `scripts/test -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
@@ -45,7 +46,8 @@ def assert_phase(world: RealWorld, env: str, result: dict, *, phase: str, routin
 class TestReleaseHistoryInStaging:
     """a fresh account refused -> bootstrap -> deploy -> canary -> promote -> new code -> canary
     -> rollback -> fast rollback -> rollout -> status -> refused canary -> failed apply ->
-    destroy, in the staging stack (auto-rollback function, SNS, SQS and all)."""
+    alarm rollback and quarantine -> destroy, in the staging stack (auto-rollback function, SNS,
+    SQS and all)."""
 
     def test_a_fresh_account_is_refused_before_anything_is_planned(self, world):
         result = world.invoke("deploy", "--env", "staging", "--url", world.endpoints["staging"].url)
@@ -74,8 +76,19 @@ class TestReleaseHistoryInStaging:
                      candidate="1", stable="")
         assert result["smoke"]["version_counts"] == {"1": result["smoke"]["completed"]}
 
-    def test_canary_of_new_code(self, world):
+    def test_an_unchanged_first_phase_file_never_sends_new_code_everything(self, world):
+        """A VCS run with new code and the phase file still at its first value (stable_version
+        ""): the version serving now stays the stable one, the new code is published at 0 %."""
         world.new_code("staging")
+        apply = world.terraform_cli("staging", "apply", "-auto-approve", "-input=false",
+                                    "-no-color", "-var", "canary_weight=0", "-var",
+                                    "stable_version=")
+        assert apply.returncode == 0, apply.stdout + apply.stderr
+        assert world.live("staging") == Routing("1")
+        assert world.published_versions("staging")[-1] == "2"
+        assert world.replan("staging").returncode == 0
+
+    def test_canary_of_new_code(self, world):
         result = world.phase("canary", "staging", "--weight=0.1")
         assert_phase(world, "staging", result, phase="canary", routing=Routing("1", {"2": 0.1}),
                      candidate="2", stable="1")
@@ -108,6 +121,11 @@ class TestReleaseHistoryInStaging:
         assert "after one UpdateAlias" in result.stderr
         assert_phase(world, "staging", json.loads(result.stdout), phase="rollback",
                      routing=Routing("2"), candidate="3", stable="2")
+        # The version it took traffic from is quarantined: no later plan gives it traffic.
+        quarantined = read_quarantine(client("ssm", "eu-west-1"),
+                                      world.outputs("staging")["quarantine_parameter"])
+        assert set(quarantined) == {"3"}
+        assert quarantined["3"].reason.startswith("invoke rollback --fast by ")
 
     def test_rollout_walks_its_steps(self, world):
         world.new_code("staging")
@@ -171,6 +189,58 @@ class TestReleaseHistoryInStaging:
         result = world.phase("canary", "staging", "--weight=0.1")
         assert_phase(world, "staging", result, phase="canary", routing=Routing("5", {"6": 0.1}),
                      candidate="6", stable="5")
+
+    def test_an_alarm_rollback_keeps_the_version_out_on_every_path(self, world, monkeypatch):
+        function = world.function_name("staging")
+        with RollbackFunction(monkeypatch, function, [f"{function}-canary-error-rate"]) as rollback:
+            [outcome] = rollback.deliver(f"{function}-canary-error-rate", executed_version="6")
+        assert (outcome["action"], outcome["quarantined"]) == ("rolled-back", "6")
+        assert world.live("staging") == Routing("5")
+        refusal = (f"Quarantined version would get traffic: v6 (rolled back by alarm "
+                   f"{function}-canary-error-rate at {STATE_CHANGE_TIME}).")
+
+        # Terraform's variables still say "canary": a plain plan (a VCS run, cdktf deploy) of them.
+        plan = world.terraform_cli("staging", "plan", "-input=false", "-no-color",
+                                   "-var", "canary_weight=0.1", "-var", "stable_version=5")
+        assert plan.returncode == 1
+        assert refusal in " ".join(plan.stderr.split())
+        # invoke, even past its own alarm check, gets the same refusal from the plan.
+        result = world.invoke("canary", "--env", "staging", "--weight=0.1", "--force", "--json",
+                              "--url", world.endpoints["staging"].url)
+        assert result.returncode == 1, result.stderr
+        report = json.loads(result.stdout)
+        assert report["outcome"] == "refused"
+        assert report["detail"].startswith(refusal)
+        assert report["detail"].endswith("invoke release-quarantine --env staging --version 6.")
+        assert world.live("staging") == Routing("5")
+        status = world.invoke("status", "--env", "staging")
+        assert status.returncode == 0, status.stderr
+        assert "QUARANTINED: v6, rolled back by alarm" in status.stdout
+        assert ("the stack refuses a plan with the last phase's variables: Quarantined version "
+                "would get traffic: v6") in status.stdout
+
+        # Taking its traffic away applies, and new code is not blocked.
+        result = world.phase("rollback", "staging")
+        assert_phase(world, "staging", result, phase="rollback", routing=Routing("5"),
+                     candidate="6", stable="5")
+        world.new_code("staging")
+        result = world.phase("canary", "staging", "--weight=0.1")
+        assert_phase(world, "staging", result, phase="canary", routing=Routing("5", {"7": 0.1}),
+                     candidate="7", stable="5")
+
+    def test_lifting_the_quarantine_is_one_recorded_command(self, world):
+        result = world.invoke("release-quarantine", "--env", "staging", "--version", "6")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("release-quarantine staging: lifted the quarantine of v6 "
+                                        "(rolled back by alarm ")
+        last = world.history.last("staging")
+        assert (last["phase"], last["outcome"]) == ("release-quarantine", "succeeded")
+        info = json.loads(world.invoke("status", "--env", "staging", "--json").stdout)
+        assert list(info["quarantined"]) == ["3"]  # `rollback --fast` took v3's traffic earlier
+        again = world.invoke("release-quarantine", "--env", "staging", "--version", "6")
+        assert again.returncode == 1
+        assert again.stderr.strip() == ("error: v6 is not quarantined (quarantined: none); "
+                                        "nothing changed")
 
     def test_destroy(self, world):
         result = world.invoke("destroy", "--env", "staging", "--yes")

@@ -318,6 +318,18 @@ def test_cli_canary_commit_writes_and_commits_only_the_phase(world, committed_re
     assert "already holds this phase, nothing to commit" in again.stdout
 
 
+def test_cli_deploy_commit_names_the_stable_version_after_the_first_deployment(world,
+                                                                              committed_repo):
+    """The committed phase file leaves the first-deployment row ("" = new code takes 100 %) as
+    soon as something serves: the next VCS run with new code keeps it at weight 0."""
+    assert json.loads((committed_repo / "dev" / "phase.auto.tfvars.json").read_text())[
+        "stable_version"] == ""
+    result = world.invoke("deploy", "--commit")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((committed_repo / "dev" / "phase.auto.tfvars.json").read_text()) == {
+        "canary_weight": 0.0, "stable_version": "1"}
+
+
 def test_cli_rollback_commit_returns_to_the_committed_stable_version(world, committed_repo):
     assert world.invoke("canary", "--weight=0.25", "--commit").returncode == 0
     result = world.invoke("rollback", "--commit")

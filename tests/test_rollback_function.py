@@ -13,12 +13,13 @@ from conftest import PROJECT_ROOT
 from fakes.alarm_notifications import (FUNCTION, STATE_CHANGE_TIME, dimensions,
                                        metric_math_alarm, single_metric_alarm, sns_event)
 from fakes.moto_server import ALIAS
+from release.config import quarantine_parameter_name
 
 FUNCTION_DIR = PROJECT_ROOT / "functions" / "rollback"
 CANARY_ALARM = f"{FUNCTION}-canary-error-rate"
 P99_ALARM = f"{FUNCTION}-p99-duration"
 LOG_FIELDS = {"action", "reason", "alarm", "function", "alias", "routing_before", "routing_after",
-              "revision_id", "state_change_time"}
+              "revision_id", "state_change_time", "quarantined"}
 
 
 # --- the function under test ---------------------------------------------------------------------
@@ -30,6 +31,7 @@ def rollback(fake_aws, load_rollback, monkeypatch):
     monkeypatch.setenv("FUNCTION_NAME", FUNCTION)
     monkeypatch.setenv("ALIAS_NAME", ALIAS)
     monkeypatch.setenv("ALARM_NAMES", f"{FUNCTION}-error-rate, {CANARY_ALARM},{P99_ALARM}")
+    monkeypatch.setenv("QUARANTINE_PARAMETER", quarantine_parameter_name(FUNCTION))
     return load_rollback()
 
 
@@ -49,6 +51,15 @@ def count_requests(module, operation: str) -> list[str]:
     module.lambda_client().meta.events.register(
         f"before-send.lambda.{operation}", lambda **_: attempts.append(operation))
     return attempts
+
+
+def quarantined(fake_aws) -> dict[str, Any]:
+    """The quarantine parameter's entries ({} while it does not exist)."""
+    try:
+        response = fake_aws.ssm_client.get_parameter(Name=quarantine_parameter_name(FUNCTION))
+    except fake_aws.ssm_client.exceptions.ParameterNotFound:
+        return {}
+    return json.loads(response["Parameter"]["Value"])
 
 
 def decisions(capsys) -> list[dict[str, Any]]:
@@ -85,7 +96,9 @@ def test_alarm_during_a_canary_sends_all_traffic_to_the_primary(rollback, fake_a
     assert logged.items() >= {
         "action": "rolled-back", "alarm": name, "function": FUNCTION, "alias": ALIAS,
         "routing_before": "v1 90 % + v2 10 %", "routing_after": "v1 100 %",
-        "revision_id": revision_before, "state_change_time": STATE_CHANGE_TIME}.items()
+        "revision_id": revision_before, "state_change_time": STATE_CHANGE_TIME,
+        "quarantined": "2"}.items()
+    assert quarantined(fake_aws) == {"2": {"reason": f"alarm {name}", "at": STATE_CHANGE_TIME}}
 
 
 def test_a_second_delivery_of_the_same_alarm_changes_nothing(rollback, fake_aws, capsys):
@@ -101,6 +114,49 @@ def test_a_second_delivery_of_the_same_alarm_changes_nothing(rollback, fake_aws,
     first, second = decisions(capsys)
     assert (first["action"], second["action"]) == ("rolled-back", "ignored")
     assert "no canary" in second["reason"]
+    assert quarantined(fake_aws) == {"2": {"reason": f"alarm {CANARY_ALARM}",
+                                           "at": STATE_CHANGE_TIME}}
+
+
+def test_the_quarantine_keeps_the_versions_already_in_it(rollback, fake_aws):
+    earlier = {"1": {"reason": "invoke rollback --fast", "at": "2026-11-30T08:00:00Z"}}
+    fake_aws.ssm_client.put_parameter(Name=quarantine_parameter_name(FUNCTION), Type="String",
+                                      Value=json.dumps(earlier), Overwrite=True)
+    rollback.lambda_handler(sns_event(metric_math_alarm()), None)
+    assert quarantined(fake_aws) == {
+        **earlier, "2": {"reason": f"alarm {CANARY_ALARM}", "at": STATE_CHANGE_TIME}}
+
+
+def test_a_quarantine_write_that_fails_after_the_rollback_is_finished_by_the_retry(
+        rollback, fake_aws, capsys):
+    """Traffic comes first: the alias is rolled back even when SSM is down; the delivery fails,
+    and Lambda's retry (the canary now gone) only writes the quarantine."""
+    event = sns_event(metric_math_alarm())
+    attempts = fail_requests(rollback, "PutParameter", times=5, service="ssm")
+    with pytest.raises(rollback.RollbackFailed, match="PutParameter"):
+        rollback.lambda_handler(event, None)
+    assert len(attempts) == 5
+    assert weights(alias(fake_aws)) == {}
+    assert quarantined(fake_aws) == {}
+
+    [retried] = rollback.lambda_handler(event, None)
+
+    assert (retried["action"], retried["quarantined"]) == ("ignored", "2")
+    assert quarantined(fake_aws) == {"2": {"reason": f"alarm {CANARY_ALARM}",
+                                           "at": STATE_CHANGE_TIME}}
+    failed, ignored = decisions(capsys)
+    assert failed["action"] == "failed"
+    assert failed["reason"].startswith("QuarantineFailed: rolled back (v1 90 % + v2 10 % -> "
+                                       "v1 100 %), but recording v2 in ")
+
+
+def test_an_alarm_for_a_version_nobody_rolled_back_quarantines_nothing(rollback, fake_aws):
+    """Without this function's rollback description for this very alarm, an alarm about a
+    version that serves nothing (e.g. one rolled back by invoke) is no reason to quarantine."""
+    fake_aws.set_routing(FUNCTION, "1", {})
+    [result] = rollback.lambda_handler(sns_event(metric_math_alarm()), None)
+    assert (result["action"], result["quarantined"]) == ("ignored", None)
+    assert quarantined(fake_aws) == {}
 
 
 def test_a_long_alarm_name_still_fits_the_alias_description(rollback):
@@ -226,7 +282,7 @@ class _Body:
         yield self._data
 
 
-def fail_requests(module, operation: str, times: int) -> list[str]:
+def fail_requests(module, operation: str, times: int, service: str = "lambda") -> list[str]:
     """Answer the first `times` attempts of `operation` with HTTP 500 ServiceException."""
     attempts: list[str] = []
 
@@ -238,7 +294,8 @@ def fail_requests(module, operation: str, times: int) -> list[str]:
         return AWSResponse(request.url, 500, {"x-amzn-ErrorType": "ServiceException"},
                            _Body(body))
 
-    module.lambda_client().meta.events.register(f"before-send.lambda.{operation}", respond)
+    client = getattr(module, f"{service}_client")()
+    client.meta.events.register(f"before-send.{service}.{operation}", respond)
     return attempts
 
 
@@ -290,7 +347,7 @@ def test_an_event_without_records_fails(rollback, capsys):
 # --- configuration and packaging -----------------------------------------------------------------
 
 @pytest.mark.parametrize("variable, value", [
-    ("FUNCTION_NAME", None), ("ALIAS_NAME", None), ("ALARM_NAMES", None),
+    ("FUNCTION_NAME", None), ("ALIAS_NAME", None), ("ALARM_NAMES", None), ("QUARANTINE_PARAMETER", None),
     ("FUNCTION_NAME", "  "), ("ALARM_NAMES", " , "),
 ])
 def test_missing_configuration_is_logged_and_raised(rollback, capsys, monkeypatch, variable,

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
-from release.config import NO_NEW_VERSION_MESSAGE, load_config
+from release.config import (
+    NO_NEW_VERSION_MESSAGE,
+    load_config,
+    quarantine_parameter_name,
+)
 
 CONFIG = load_config(PROJECT_ROOT / "environments.toml")
 
@@ -101,12 +105,46 @@ def test_alias_routes_by_the_traffic_policy(env):
         "content": {"additional_version_weights": "${routing_config.value.additional_version_weights}"}}
 
 
-def test_alias_refuses_a_canary_without_new_code(env):
+def test_alias_refuses_a_canary_without_new_code_and_a_quarantined_version(env):
+    """Preconditions, so every path that plans (invoke, cdktf deploy, a VCS run) refuses."""
     _, stack = env
     _, alias = only(stack, "aws_lambda_alias")
-    (precondition,) = alias["lifecycle"]["precondition"]
-    assert precondition["condition"] == "${!module.traffic_policy.canary_of_stable_version}"
-    assert precondition["error_message"] == NO_NEW_VERSION_MESSAGE
+    no_new_code, quarantined = alias["lifecycle"]["precondition"]
+    assert no_new_code == {"condition": "${!module.traffic_policy.canary_of_stable_version}",
+                           "error_message": NO_NEW_VERSION_MESSAGE}
+    assert quarantined == {"condition": "${!module.traffic_policy.serves_quarantined_version}",
+                           "error_message": "${module.traffic_policy.quarantine_refusal}"}
+
+
+def test_the_quarantine_parameter_is_read_at_plan_time_and_never_reset(env):
+    config, stack = env
+    name = quarantine_parameter_name(config.function_name)
+    parameter_id, parameter = only(stack, "aws_ssm_parameter")
+    assert (parameter["name"], parameter["type"], parameter["insecure_value"]) == (
+        name, "String", "{}")
+    # The rollback paths write it; an apply must never put "{}" back.
+    assert parameter["lifecycle"] == {"ignore_changes": ["insecure_value"]}
+    listing_id, listing = only({"resource": stack["data"]}, "aws_ssm_parameters_by_path")
+    current_id, current = only({"resource": stack["data"]}, "aws_ssm_parameter")
+    assert listing == {**listing, "path": f"/{config.function_name}/release",
+                       "with_decryption": False}
+    exists = (f'contains(data.aws_ssm_parameters_by_path.{listing_id}.names, "{name}")')
+    # Read only once it exists: the first plan has no parameter to read.
+    assert current["count"] == f"${{{exists} ? 1 : 0}}"
+    alias_id, _ = only(stack, "aws_lambda_alias")
+    # Created after the alias, so that once it exists the alias can be read too.
+    assert parameter["depends_on"] == [f"aws_lambda_alias.{alias_id}"]
+    serving_id, serving = only({"resource": stack["data"]}, "aws_lambda_alias")
+    assert (serving["function_name"], serving["name"], serving["count"]) == (
+        config.function_name, "production", f"${{{exists} ? 1 : 0}}")
+    policy = stack["module"]["traffic_policy"]
+    assert policy["serving_version"] == (
+        f'${{join("", data.aws_lambda_alias.{serving_id}[*].function_version)}}')
+    assert policy["quarantined_versions_json"] == (
+        f'${{join("", data.aws_ssm_parameter.{current_id}[*].insecure_value)}}')
+    assert policy["environment"] == config.name
+    output = stack["output"]["quarantine_parameter"]
+    assert output["value"] == ref("aws_ssm_parameter", parameter_id, "name")
 
 
 def test_function_publishes_versions_of_the_packaged_code(env, synth):
@@ -286,6 +324,7 @@ def test_outputs_the_release_tasks_read(env):
                             "api_url", "function_name", "alias_name", "alias_arn",
                             "candidate_version", "primary_version", "additional_version_weights",
                             "phase", "canary_weight", "stable_version", "alarm_names", "region",
+                            "quarantine_parameter",
                             "dashboard_url"}
     assert all(output["description"] for output in outputs.values())
     function_name, _ = only(stack, "aws_lambda_function", "function")
@@ -335,7 +374,8 @@ def test_auto_rollback_is_wired_alarm_to_topic_to_function(synth):
     assert function["publish"] is False
     assert function["environment"]["variables"] == {
         "FUNCTION_NAME": "deploy-patterns-demo-prod", "ALIAS_NAME": "production",
-        "ALARM_NAMES": "deploy-patterns-demo-prod-error-rate,deploy-patterns-demo-prod-canary-error-rate"}
+        "ALARM_NAMES": "deploy-patterns-demo-prod-error-rate,deploy-patterns-demo-prod-canary-error-rate",
+        "QUARANTINE_PARAMETER": "/deploy-patterns-demo-prod/release/quarantined-versions"}
     assert (retries["maximum_retry_attempts"], retries["destination_config"]) == (
         2, {"on_failure": {"destination": ref("aws_sqs_queue", queue_name, "arn")}})
 
@@ -357,8 +397,13 @@ def test_rollback_function_may_change_only_the_released_functions_aliases(synth)
                    "qualified_arn" in str(statement["Resource"])
                    for statement in statements.values())
     assert statements["KeepUndeliveredAlarms"]["Resource"] == ref("aws_sqs_queue", queue_name, "arn")
+    # The quarantine: read and write the stack's one parameter, nothing else in SSM.
+    assert statements["QuarantineTheRolledBackVersion"] == {
+        "Sid": "QuarantineTheRolledBackVersion", "Effect": "Allow",
+        "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+        "Resource": ref("aws_ssm_parameter", only(stack, "aws_ssm_parameter")[0], "arn")}
     assert set(statements) == {"WriteOwnLogs", "WriteTraces", "RollBackTheReleasedFunction",
-                               "KeepUndeliveredAlarms"}
+                               "QuarantineTheRolledBackVersion", "KeepUndeliveredAlarms"}
     lambda_actions = [action for statement in statements.values() for action in statement["Action"]
                       if action.startswith("lambda:")]
     assert lambda_actions == ["lambda:GetAlias", "lambda:UpdateAlias"]

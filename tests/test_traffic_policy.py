@@ -79,30 +79,57 @@ def test_routing_table(terraform_1_0, module_dir, stable, weight, candidate, pri
     assert outputs(terraform_1_0, module_dir) == {
         "primary_version": primary, "additional_version_weights": weights, "phase": phase,
         "routing_config": [{"additional_version_weights": block} for block in blocks],
-        "canary_of_stable_version": blocks == [{}]}
+        "canary_of_stable_version": blocks == [{}],
+        # Nothing quarantined: no refusal.
+        "serving_quarantined_versions": [], "serves_quarantined_version": False,
+        "quarantine_refusal": ""}
 
 
-@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks", ROUTING_TABLE)
-def test_routing_is_always_one_lambda_accepts(terraform_1_0, module_dir, stable, weight, candidate,
-                                              primary, weights, phase, blocks):
-    apply(terraform_1_0, module_dir, {
-        "candidate_version": candidate, "stable_version": stable, "canary_weight": weight})
+QUARANTINE = json.dumps({"4": {"reason": "alarm demo-canary-error-rate",
+                               "at": "2026-12-01T10:00:00Z"}})
+
+
+@pytest.mark.parametrize("stable, weight, candidate, serving_quarantined", [
+    pytest.param("3", 0.1, "4", ["4"], id="canary-of-it"),
+    pytest.param("3", 1, "4", ["4"], id="promote-it"),
+    pytest.param("4", 0, "5", ["4"], id="it-as-stable"),
+    pytest.param("3", 0, "4", [], id="rollback-away-from-it"),
+    pytest.param("3", 0.1, "5", [], id="canary-of-new-code"),
+    pytest.param("4", 1, "5", [], id="promote-new-code-over-it"),
+])
+def test_a_quarantined_version_gets_no_traffic(terraform_1_0, module_dir, stable, weight,
+                                               candidate, serving_quarantined):
+    result = apply(terraform_1_0, module_dir, {
+        "candidate_version": candidate, "stable_version": stable, "canary_weight": weight,
+        "quarantined_versions_json": QUARANTINE, "environment": "staging"})
+    assert result.returncode == 0, result.stderr
     routing = outputs(terraform_1_0, module_dir)
-    extra = routing["additional_version_weights"]
-    assert len(extra) <= 1
-    assert routing["primary_version"].isdigit()
-    assert all(version.isdigit() and version != routing["primary_version"] for version in extra)
-    assert all(0 < share < 1 for share in extra.values())
+    assert routing["serving_quarantined_versions"] == serving_quarantined
+    assert routing["serves_quarantined_version"] is bool(serving_quarantined)
+    if serving_quarantined:
+        assert routing["quarantine_refusal"] == (
+            "Quarantined version would get traffic: v4 (rolled back by alarm "
+            "demo-canary-error-rate at 2026-12-01T10:00:00Z). Keep it out: apply canary_weight = "
+            "0 with the previous stable_version, or release new code. To serve it again on "
+            "purpose: invoke release-quarantine --env staging --version 4.")
+    else:
+        assert routing["quarantine_refusal"] == ""
 
 
-@pytest.mark.parametrize("bad, message", REJECTED)
-def test_rejected_inputs_change_nothing(terraform_1_0, module_dir, bad, message):
-    good = {"candidate_version": "4", "stable_version": "3", "canary_weight": "0.1"}
-    assert apply(terraform_1_0, module_dir, good).returncode == 0
-    before = outputs(terraform_1_0, module_dir)
-
-    result = apply(terraform_1_0, module_dir, {**good, **bad})
-
-    assert result.returncode != 0
-    assert message in " ".join(result.stderr.split())
-    assert outputs(terraform_1_0, module_dir) == before
+@pytest.mark.parametrize("stable, weight, serving, primary, weights", [
+    pytest.param("", 0, "", "4", {}, id="first-deployment"),
+    pytest.param("", 0, "3", "3", {}, id="new-code-at-weight-0"),
+    pytest.param("", 0.1, "3", "3", {"4": 0.1}, id="canary-over-the-serving-version"),
+    pytest.param("", 0, "4", "4", {}, id="replan-after-the-first-deployment"),
+    pytest.param("2", 0, "3", "2", {}, id="a-named-stable-version-wins"),
+])
+def test_an_empty_stable_version_stands_for_the_serving_version(
+        terraform_1_0, module_dir, stable, weight, serving, primary, weights):
+    """Once something serves, "" never sends new code 100 % at once (e.g. a VCS run of a phase
+    file still at its first value): the version serving now stays the stable one."""
+    result = apply(terraform_1_0, module_dir, {
+        "candidate_version": "4", "stable_version": stable, "canary_weight": weight,
+        "serving_version": serving})
+    assert result.returncode == 0, result.stderr
+    routing = outputs(terraform_1_0, module_dir)
+    assert (routing["primary_version"], routing["additional_version_weights"]) == (primary, weights)

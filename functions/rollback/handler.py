@@ -3,10 +3,13 @@
 The release tasks run on a laptop; if it sleeps in the middle of a canary, nobody is left to
 react to the alarms. This function is subscribed (through SNS) to those alarms and, when one of
 them goes to ALARM while a canary is running, sends all traffic back to the alias's primary
-version with ONE UpdateAlias call guarded by the RevisionId it read.
+version with ONE UpdateAlias call guarded by the RevisionId it read. Then it records the canary
+version in the stack's quarantine parameter, which every later plan reads: no apply (invoke,
+`cdktf deploy`, a Terraform Cloud run) gives that version traffic again until someone lifts it.
 
 Configuration (environment): FUNCTION_NAME (the released function), ALIAS_NAME (`production`),
-ALARM_NAMES (comma-separated names of the alarms to act on).
+ALARM_NAMES (comma-separated names of the alarms to act on), QUARANTINE_PARAMETER (the SSM
+parameter holding {"<version>": {"reason", "at"}} as JSON).
 
 Every record ends in exactly one JSON line on stdout (`action`: rolled-back, ignored or failed).
 print, not logging: the Lambda runtime prefixes logging records with level, time and request id,
@@ -41,7 +44,7 @@ ALARM_STATE = "ALARM"
 # request too (botocore's `max_attempts` would not).
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=2,
                        read_timeout=5)
-REQUIRED_VARIABLES = ("FUNCTION_NAME", "ALIAS_NAME", "ALARM_NAMES")
+REQUIRED_VARIABLES = ("FUNCTION_NAME", "ALIAS_NAME", "ALARM_NAMES", "QUARANTINE_PARAMETER")
 
 
 class ConfigurationError(RuntimeError):
@@ -50,6 +53,10 @@ class ConfigurationError(RuntimeError):
 
 class MalformedNotification(ValueError):
     """A record that is not a CloudWatch alarm notification delivered by SNS."""
+
+
+class QuarantineFailed(RuntimeError):
+    """The canary was rolled back, but recording its version in the quarantine parameter failed."""
 
 
 class RollbackFailed(RuntimeError):
@@ -61,6 +68,7 @@ class Settings:
     function_name: str
     alias_name: str
     alarm_names: frozenset[str]
+    quarantine_parameter: str
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -74,8 +82,10 @@ class Settings:
             raise ConfigurationError(
                 f"environment variable(s) {', '.join(missing)} empty or unset: set "
                 "FUNCTION_NAME=<released function>, ALIAS_NAME=production and "
-                "ALARM_NAMES=<comma-separated alarm names> on the rollback function")
-        return cls(values["FUNCTION_NAME"], values["ALIAS_NAME"], alarm_names)
+                "ALARM_NAMES=<comma-separated alarm names> and QUARANTINE_PARAMETER=<SSM "
+                "parameter name> on the rollback function")
+        return cls(values["FUNCTION_NAME"], values["ALIAS_NAME"], alarm_names,
+                   values["QUARANTINE_PARAMETER"])
 
 
 @dataclass(frozen=True)
@@ -145,13 +155,14 @@ class AliasState:
     primary_version: str
     additional_version_weights: Mapping[str, float]
     revision_id: str
+    description: str = ""
 
     @classmethod
     def from_response(cls, response: Mapping[str, Any]) -> AliasState:
         weights = (response.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
         return cls(response["FunctionVersion"],
                    {str(version): float(weight) for version, weight in weights.items()},
-                   response["RevisionId"])
+                   response["RevisionId"], response.get("Description") or "")
 
     @property
     def canary_version(self) -> str | None:
@@ -189,6 +200,7 @@ class Outcome:
     routing_after: str | None = None
     revision_id: str | None = None  # the revision read (and, when rolled back, that guarded it)
     state_change_time: str | None = None
+    quarantined: str | None = None  # the version recorded in the quarantine parameter
 
     def log(self) -> Outcome:
         print(json.dumps(asdict(self)), flush=True)
@@ -257,15 +269,52 @@ def _is_revision_conflict(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "PreconditionFailedException"
 
 
-def roll_back(alarm: AlarmNotification, settings: Settings, lambda_client: Any) -> Outcome:
-    """Decide on one alarm notification and, when it calls for it, roll the canary back."""
+def quarantine(ssm_client: Any, settings: Settings, version: str, alarm: AlarmNotification
+               ) -> None:
+    """Record that `version` was rolled back by `alarm`; the stack's plans then refuse to give
+    it traffic. Read-modify-write of one small parameter; an existing entry is kept (the first
+    rollback is the one to explain), so a retried delivery changes nothing."""
+    try:
+        current = ssm_client.get_parameter(Name=settings.quarantine_parameter)
+        entries = json.loads(current["Parameter"]["Value"] or "{}")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ParameterNotFound":
+            raise
+        entries = {}
+    if version in entries:
+        return
+    entries[version] = {"reason": f"alarm {alarm.name}", "at": alarm.state_change_time}
+    ssm_client.put_parameter(Name=settings.quarantine_parameter, Value=json.dumps(entries),
+                             Type="String", Overwrite=True)
+
+
+def _rolled_back_by(alarm: AlarmNotification, live: AliasState) -> str | None:
+    """The version an earlier delivery of this same alarm took traffic from, when the alias still
+    says so (its description names the alarm's state change) and that version serves nothing
+    now: a retry then only has the quarantine left to write."""
+    if live.canary_version is not None or len(alarm.executed_versions) != 1:
+        return None
+    [version] = alarm.executed_versions
+    if version == live.primary_version:
+        return None
+    if not live.description.startswith(ROLLBACK_DESCRIPTION_PREFIX):
+        return None
+    if f" at {alarm.state_change_time}: " not in live.description:
+        return None
+    return version
+
+
+def roll_back(alarm: AlarmNotification, settings: Settings, lambda_client: Any, ssm_client: Any
+              ) -> Outcome:
+    """Decide on one alarm notification and, when it calls for it, roll the canary back and
+    quarantine it."""
     def outcome(action: str, reason: str, live: AliasState | None = None,
-                after: AliasState | None = None) -> Outcome:
+                after: AliasState | None = None, quarantined: str | None = None) -> Outcome:
         return Outcome(action, reason, alarm.name, settings.function_name, settings.alias_name,
                        routing_before=live.describe() if live else None,
                        routing_after=after.describe() if after else None,
                        revision_id=live.revision_id if live else None,
-                       state_change_time=alarm.state_change_time)
+                       state_change_time=alarm.state_change_time, quarantined=quarantined)
 
     reason = _untargeted(alarm, settings)
     if reason:
@@ -273,31 +322,49 @@ def roll_back(alarm: AlarmNotification, settings: Settings, lambda_client: Any) 
     live = _get_alias(lambda_client, settings)
     reason = _no_rollback(alarm, live, canary_read_first=None)
     if reason:
+        # A retried delivery whose first attempt moved the alias but failed to quarantine.
+        version = _rolled_back_by(alarm, live)
+        if version is not None:
+            quarantine(ssm_client, settings, version, alarm)
+            return outcome("ignored", f"{reason}; v{version} quarantined", live,
+                           quarantined=version)
         return outcome("ignored", reason, live)
     try:
         after = _clear_canary(lambda_client, settings, alarm, live)
-        return outcome("rolled-back", f"alarm {alarm.name} fired for canary "
-                       f"v{live.canary_version}", live, after)
+        rolled_back = live
+        why = f"alarm {alarm.name} fired for canary v{live.canary_version}"
     except ClientError as error:
         if not _is_revision_conflict(error):
             raise
-    # Someone (a newer release phase, an operator) changed the alias after our read: look once
-    # more, and roll back only if the same canary is still running. A second conflict fails.
-    newer = _get_alias(lambda_client, settings)
-    reason = _no_rollback(alarm, newer, canary_read_first=live.canary_version)
-    if reason:
-        return outcome("ignored", reason, newer)
-    after = _clear_canary(lambda_client, settings, alarm, newer)
-    return outcome("rolled-back", f"alarm {alarm.name} fired for canary v{newer.canary_version} "
-                   f"(alias changed once meanwhile, revision {live.revision_id})", newer, after)
+        # Someone (a newer release phase, an operator) changed the alias after our read: look
+        # once more, and roll back only if the same canary is still running. A second conflict
+        # fails.
+        rolled_back = _get_alias(lambda_client, settings)
+        reason = _no_rollback(alarm, rolled_back, canary_read_first=live.canary_version)
+        if reason:
+            return outcome("ignored", reason, rolled_back)
+        after = _clear_canary(lambda_client, settings, alarm, rolled_back)
+        why = (f"alarm {alarm.name} fired for canary v{rolled_back.canary_version} (alias "
+               f"changed once meanwhile, revision {live.revision_id})")
+    # The traffic is safe first; a failure here fails the delivery, and its retry (which finds
+    # the canary gone, see _rolled_back_by) writes the quarantine.
+    version = str(rolled_back.canary_version)
+    try:
+        quarantine(ssm_client, settings, version, alarm)
+    except ClientError as error:
+        raise QuarantineFailed(
+            f"rolled back ({rolled_back.describe()} -> {after.describe()}), but recording "
+            f"v{version} in {settings.quarantine_parameter} failed ({_one_line(error)}); the "
+            "retried delivery records it") from error
+    return outcome("rolled-back", why, rolled_back, after, quarantined=version)
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def handle_event(event: Mapping[str, Any], settings: Settings, lambda_client: Any
-                 ) -> list[dict[str, Any]]:
+def handle_event(event: Mapping[str, Any], settings: Settings, lambda_client: Any,
+                 ssm_client: Any) -> list[dict[str, Any]]:
     """Process every record; raise RollbackFailed at the end if any of them failed."""
     records = event.get("Records") if isinstance(event, Mapping) else None
     if not records:
@@ -311,7 +378,7 @@ def handle_event(event: Mapping[str, Any], settings: Settings, lambda_client: An
         alarm: AlarmNotification | None = None
         try:
             alarm = parse_record(record)
-            outcomes.append(roll_back(alarm, settings, lambda_client).log())
+            outcomes.append(roll_back(alarm, settings, lambda_client, ssm_client).log())
         except Exception as error:  # one bad record must not stop the others
             first_error = first_error or error
             outcomes.append(Outcome(
@@ -332,6 +399,11 @@ def lambda_client() -> Any:
     return boto3.client("lambda", config=CLIENT_CONFIG)
 
 
+@functools.cache
+def ssm_client() -> Any:
+    return boto3.client("ssm", config=CLIENT_CONFIG)
+
+
 def lambda_handler(event: Mapping[str, Any], context: Any) -> list[dict[str, Any]]:
     try:
         settings = Settings.from_environment(os.environ)
@@ -339,4 +411,4 @@ def lambda_handler(event: Mapping[str, Any], context: Any) -> list[dict[str, Any
         Outcome("failed", str(error), None, os.environ.get("FUNCTION_NAME"),
                 os.environ.get("ALIAS_NAME")).log()
         raise
-    return handle_event(event, settings, lambda_client())
+    return handle_event(event, settings, lambda_client(), ssm_client())

@@ -7,6 +7,8 @@
 # | stable_version      | canary_weight | primary_version | additional_version_weights |
 # |---------------------|---------------|-----------------|----------------------------|
 # | "" or == candidate  | any           | candidate       | {}                         |
+# (an empty stable_version stands for serving_version, the version the alias serves now; only
+# before the first deployment is it really empty)
 # | N                   | 0             | N               | {}                         |
 # | N                   | 0 < w < 1     | N               | { candidate = w }          |
 # | N                   | 1             | candidate       | {}                         |
@@ -19,24 +21,46 @@ terraform {
 }
 
 locals {
+  # An empty stable_version means "what serves now": only the very first deployment, when nothing
+  # serves, sends the candidate everything without naming a stable version.
+  stable_version = var.stable_version != "" ? var.stable_version : var.serving_version
+
   # Nothing stable to protect: the first deployment, or the candidate already is the stable one.
-  candidate_is_stable = var.stable_version == "" || var.stable_version == var.candidate_version
+  candidate_is_stable = local.stable_version == "" || local.stable_version == var.candidate_version
   all_on_candidate    = local.candidate_is_stable || var.canary_weight >= 1
   split               = !local.all_on_candidate && var.canary_weight > 0
 
   # Whether the alias gets a routing_config block at all. Decided from the phase variables alone,
   # never from candidate_version: after new code that version is unknown until apply, and a block
   # whose presence is unknown at plan time ends in "Provider produced inconsistent final plan".
-  weighted = var.stable_version != "" && var.canary_weight > 0 && var.canary_weight < 1
+  weighted = local.stable_version != "" && var.canary_weight > 0 && var.canary_weight < 1
   # The one case where `weighted` and `split` disagree: a canary weight while the candidate
   # already is the stable version (no new code). The stack refuses it with a precondition.
-  canary_of_stable_version = local.weighted && var.stable_version == var.candidate_version
+  canary_of_stable_version = local.weighted && local.stable_version == var.candidate_version
 
-  primary_version            = local.all_on_candidate ? var.candidate_version : var.stable_version
+  primary_version            = local.all_on_candidate ? var.candidate_version : local.stable_version
   additional_version_weights = { for version in(local.split ? [var.candidate_version] : []) : version => var.canary_weight }
   phase = (
     local.candidate_is_stable ? "candidate-only" :
     var.canary_weight >= 1 ? "promoted" :
     local.split ? "canary" : "stable-only"
   )
+
+  # Quarantine: a version some rollback took traffic from gets none again until it is lifted on
+  # purpose. Versions that would serve after this plan: the primary, plus a weighted candidate.
+  quarantined      = jsondecode(var.quarantined_versions_json == "" ? "{}" : var.quarantined_versions_json)
+  serving_versions = distinct(concat([local.primary_version], keys(local.additional_version_weights)))
+  serving_quarantined_versions = [
+    for version in local.serving_versions : version if contains(keys(local.quarantined), version)
+  ]
+  quarantine_refusal = length(local.serving_quarantined_versions) == 0 ? "" : join("", [
+    "Quarantined version would get traffic: ",
+    join("; ", [for version in local.serving_quarantined_versions : format(
+      "v%s (rolled back by %s at %s)", version,
+      lookup(local.quarantined[version], "reason", "a rollback"),
+      lookup(local.quarantined[version], "at", "an unknown time"))]),
+    ". Keep it out: apply canary_weight = 0 with the previous stable_version, or release new code.",
+    " To serve it again on purpose: invoke release-quarantine --env ${var.environment} --version ",
+    join(",", local.serving_quarantined_versions), ".",
+  ])
 }

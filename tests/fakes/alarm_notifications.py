@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fakes.moto_server import ALIAS, REGION
+from release.config import quarantine_parameter_name
 
 PROJECT_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 FUNCTION_DIR = PROJECT_ROOT / "functions" / "rollback"
@@ -160,7 +161,8 @@ class RollbackFunction:
     def __init__(self, monkeypatch, function: str, alarm_names: list[str], alias: str = ALIAS):
         self.function = function
         for name, value in {"FUNCTION_NAME": function, "ALIAS_NAME": alias,
-                            "ALARM_NAMES": ",".join(alarm_names)}.items():
+                            "ALARM_NAMES": ",".join(alarm_names),
+                            "QUARANTINE_PARAMETER": quarantine_parameter_name(function)}.items():
             monkeypatch.setenv(name, value)
         self.handler = load_handler()
 

@@ -230,6 +230,9 @@ class FakeAws:
             boto3.client(service, region_name=region, endpoint_url=endpoint,
                          aws_access_key_id=FAKE_KEY_ID, aws_secret_access_key=FAKE_SECRET)
             for service in ("lambda", "cloudwatch", "iam", "apigateway"))
+        self.ssm_client = boto3.client("ssm", region_name=region, endpoint_url=endpoint,
+                                       aws_access_key_id=FAKE_KEY_ID,
+                                       aws_secret_access_key=FAKE_SECRET)
 
     def bootstrap_account(self) -> None:
         """API Gateway's account-level CloudWatch Logs role, as `invoke bootstrap` sets it."""

@@ -22,3 +22,18 @@ output "canary_of_stable_version" {
   description = "True when canary_weight asks for a canary but the candidate already is the stable_version (nothing new to send traffic to); the stack refuses such a plan."
   value       = local.canary_of_stable_version
 }
+
+output "serving_quarantined_versions" {
+  description = "Quarantined versions this plan would give traffic (primary or weighted); the stack refuses a plan where this is not empty."
+  value       = local.serving_quarantined_versions
+}
+
+output "serves_quarantined_version" {
+  description = "True when this plan would give a quarantined version traffic; the stack refuses such a plan."
+  value       = length(local.serving_quarantined_versions) > 0
+}
+
+output "quarantine_refusal" {
+  description = "Why the plan is refused, naming each quarantined version, its rollback reason and time and how to proceed; \"\" when no quarantined version gets traffic."
+  value       = local.quarantine_refusal
+}

@@ -29,3 +29,21 @@ variable "canary_weight" {
     error_message = "The canary_weight must be a number from 0 to 1, for example 0.1 for 10 percent of requests."
   }
 }
+
+variable "quarantined_versions_json" {
+  description = "The stack's quarantine record as JSON, {\"<version>\" = {reason, at}}: versions a rollback took traffic from (the alarm rollback function or `invoke rollback --fast` writes it). \"\" or \"{}\" when none."
+  type        = string
+  default     = ""
+}
+
+variable "serving_version" {
+  description = "The version the production alias serves now, read at plan time (\"\" before the first deployment). An empty stable_version stands for it, so that new code never takes 100 % of traffic at once once something serves (e.g. a VCS run of a phase file still at its first value)."
+  type        = string
+  default     = ""
+}
+
+variable "environment" {
+  description = "Name of the environment (in environments.toml), used in refusal messages."
+  type        = string
+  default     = "<environment>"
+}
