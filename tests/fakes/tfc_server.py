@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 DEFAULT_TOKEN = "fake-tfc-token.atlasv1.0123456789abcdef"
@@ -44,7 +45,12 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "apply_errored": ("pending", "planning", "planned", "applying", "errored"),
     "discarded": ("pending", "planning", "planned", "discarded"),
     "canceled": ("pending", "planning", "canceled"),
-    "policy_soft_failed": ("pending", "planning", "planned", "policy_checking", "policy_soft_failed"),
+    # An admin force-canceled the run (a cool-off after a cancel that did not stop it) while it
+    # planned, or while it applied: then part of the apply may be live.
+    "force_canceled": ("pending", "planning", "force_canceled"),
+    "apply_force_canceled": ("pending", "planning", "planned", "applying", "force_canceled"),
+    "policy_soft_failed": ("pending", "planning", "planned", "policy_checking",
+                           "policy_soft_failed"),
     "policy_override": ("pending", "planning", "planned", "policy_checking", "policy_override"),
     "policy_hard_failed": ("pending", "planning", "planned", "policy_checking", "errored"),
     # Queued behind another run for ever.
@@ -145,14 +151,15 @@ class FakeTfc:
         self._failures: list[_Failure] = []
         self._ids = 0
         self._server = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeTfc:
         self._thread.start()
@@ -186,7 +193,8 @@ class FakeTfc:
                 workspace.variables.append(_Variable(self._new_id("var"), key, value,
                                                      sensitive=key in sensitive))
             for key, value in (env_variables or {}).items():
-                workspace.variables.append(_Variable(self._new_id("var"), key, value, category="env"))
+                workspace.variables.append(_Variable(self._new_id("var"), key, value,
+                                                     category="env"))
             self._workspaces[workspace.id] = workspace
             return workspace.id
 
@@ -203,7 +211,8 @@ class FakeTfc:
             self._scripts.append((outcome, (additions, changes, destructions)))
 
     def fail_next(self, status: int, *, method: str | None = None, path: str | None = None,
-                  times: int = 1, headers: Mapping[str, str] | None = None, detail: str = "") -> None:
+                  times: int = 1, headers: Mapping[str, str] | None = None,
+                  detail: str = "") -> None:
         """Answer the next `times` requests (matching `method` and containing `path`) with
         `status`, a JSON:API error with `detail`, and `headers`,
         e.g. `fail_next(429, headers={"Retry-After": "2"})`."""
@@ -318,10 +327,12 @@ class FakeTfc:
             "id": workspace.id, "type": "workspaces",
             "attributes": {"name": workspace.name, "auto-apply": workspace.auto_apply,
                            "working-directory": workspace.working_directory,
-                           "execution-mode": "remote", "locked": False, "terraform-version": "1.9.8"},
+                           "execution-mode": "remote", "locked": False,
+                           "terraform-version": "1.9.8"},
             "relationships": {"organization": {"data": {"id": self.organization,
                                                         "type": "organizations"}}},
-            "links": {"self": f"/api/v2/organizations/{self.organization}/workspaces/{workspace.name}"},
+            "links": {"self": f"/api/v2/organizations/{self.organization}/workspaces/"
+                              f"{workspace.name}"},
         }}
 
     # ------------------------------------------------------------------ variables
@@ -341,12 +352,14 @@ class FakeTfc:
             return _errors(422, "Key has already been taken")
         variable = _Variable(self._new_id("var"), str(attributes["key"]),
                              str(attributes.get("value", "")), category,
-                             bool(attributes.get("hcl", False)), bool(attributes.get("sensitive", False)),
+                             bool(attributes.get("hcl", False)),
+                             bool(attributes.get("sensitive", False)),
                              str(attributes.get("description") or ""))
         workspace.variables.append(variable)
         return 201, {"data": _variable_resource(workspace, variable)}
 
-    def _update_variable(self, workspace: _Workspace, variable_id: str, body: Any) -> tuple[int, Any]:
+    def _update_variable(self, workspace: _Workspace, variable_id: str,
+                         body: Any) -> tuple[int, Any]:
         variable = next((v for v in workspace.variables if v.id == variable_id), None)
         if variable is None:
             return _errors(404, "not found")
@@ -428,7 +441,9 @@ class FakeTfc:
                             "is-cancelable": status in ("pending", "plan_queued", "planning",
                                                         "applying"),
                             "is-force-cancelable": False},
-                "permissions": {"can-apply": True, "can-discard": True, "can-cancel": True},
+                "permissions": {"can-apply": True, "can-cancel": True, "can-comment": True,
+                                "can-discard": True, "can-force-cancel": True,
+                                "can-force-execute": True, "can-override-policy-check": True},
             },
             "relationships": {
                 "workspace": {"data": {"id": run.workspace.id, "type": "workspaces"}},
@@ -465,7 +480,7 @@ class FakeTfc:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def _errors(status: int, detail: str) -> tuple[int, Any]:
