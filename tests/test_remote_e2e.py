@@ -16,8 +16,10 @@ from release.aws import Routing, client, read_alias
 from release.config import parse_config
 from release.history import ReleaseHistory
 from release.phases import routing_for
+from release.context import ReleaseContext, RunnerOptions
+from release.kinds import Phase
 from release.remote import RemoteTerraform
-from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
+from release.runner import PhaseFailed, run_phase
 from release.tfc import TfcClient
 from fakes.release_world import ALARMS, FUNCTION, AliasFollower
 
@@ -44,13 +46,13 @@ class RemoteWorld:
                 "canary_weight": weight, "stable_version": stable, "alarm_names": ALARMS,
                 "region": REGION}
 
-    def runner(self):
+    def context(self):
         environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
         remote = RemoteTerraform(environment, TfcClient("tfc.test", self.tfc.token,
                                                         address=self.tfc.address, sleep=lambda s: None))
-        return ReleaseRunner(environment, remote, history=self.history,
-                             options=RunnerOptions(smoke_requests=200, routing_interval=0.01,
-                                                   routing_timeout=5))
+        return ReleaseContext(environment, remote, history=self.history,
+                              options=RunnerOptions(smoke_requests=200, routing_interval=0.01,
+                                                    routing_timeout=5))
 
     def live(self):
         return read_alias(self.lambda_client, FUNCTION, "production").routing
@@ -77,13 +79,13 @@ def remote(fake_aws, tmp_path, monkeypatch):
             monkeypatch.setenv("TFE_TOKEN", tfc.token)
             world = RemoteWorld(fake_aws, tfc, endpoint, config_path, tmp_path)
             with AliasFollower(endpoint, world.lambda_client):
-                world.runner().run("deploy")
+                run_phase(world.context(), Phase.DEPLOY)
                 world.candidate = fake_aws.publish_version(FUNCTION)
                 yield world
 
 
 def test_remote_canary_sets_the_workspace_variables_runs_and_checks(remote):
-    report = remote.runner().run("canary", 0.1)
+    report = run_phase(remote.context(), Phase.CANARY, 0.1)
 
     assert report.outcome == "succeeded" and report.smoke.passed
     assert remote.live() == Routing("1", {"2": 0.1})
@@ -96,7 +98,7 @@ def test_remote_canary_sets_the_workspace_variables_runs_and_checks(remote):
 def test_remote_canary_whose_run_errors_is_reported_and_leaves_traffic_alone(remote):
     remote.tfc.script_run("errored")
     with pytest.raises(PhaseFailed) as failure:
-        remote.runner().run("canary", 0.1)
+        run_phase(remote.context(), Phase.CANARY, 0.1)
     report = failure.value.report
     assert report.outcome == "failed"
     assert "errored" in report.detail and "live alias unchanged at v1 100 %" in report.detail
@@ -106,7 +108,7 @@ def test_remote_canary_whose_run_errors_is_reported_and_leaves_traffic_alone(rem
 def test_remote_bad_canary_is_rolled_back_by_a_second_run(remote):
     remote.endpoint.configure(candidate_error_rate=0.6)
     with pytest.raises(PhaseFailed) as failure:
-        remote.runner().run("canary", 0.25)
+        run_phase(remote.context(), Phase.CANARY, 0.25)
     assert failure.value.report.outcome == "rolled-back"
     assert remote.live() == Routing("1")
     assert {name: value["value"] for name, value in remote.tfc.variables(WORKSPACE).items()} == {

@@ -251,7 +251,11 @@ def _outputs(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         "alarm_names": (config["alarm_names"], ["list", "string"]),
         "region": (config["region"], "string"),
     }
-    return {name: {"sensitive": False, "type": kind, "value": value} for name, (value, kind) in values.items()}
+    # A stack applied by another version of it, or an apply that did not finish: the next apply
+    # writes a new state, with every output.
+    missing = state.get("missing_outputs", [])
+    return {name: {"sensitive": False, "type": kind, "value": value}
+            for name, (value, kind) in values.items() if name not in missing}
 
 
 def _version(options: dict[str, Any], config: dict[str, Any]) -> int:
@@ -473,6 +477,12 @@ class TerraformDouble:
     def state(self, stack_dir: Path) -> dict[str, Any] | None:
         """The fake state in `stack_dir`: candidate_version, canary_weight, stable_version, serial."""
         return _read_state(Path(stack_dir))
+
+    def drop_outputs(self, stack_dir: Path, *names: str) -> None:
+        """Leave `names` out of `output -json` until the next apply."""
+        state = _read_state(Path(stack_dir))
+        assert state is not None, "nothing applied in this stack yet"
+        (Path(stack_dir) / STATE_FILE).write_text(json.dumps({**state, "missing_outputs": names}))
 
 
 if __name__ == "__main__":
