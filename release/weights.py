@@ -26,9 +26,10 @@ def check_weight(value: object, name: str = "weight", *, zero: bool = True,
             number = float(value)
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         number = float(value)
+    # Both false for NaN (and one of them for an infinity): refused.
     low_ok = number >= 0 if zero else number > 0
     high_ok = number <= 1 if one else number < 1
-    if not (math.isfinite(number) and low_ok and high_ok):
+    if not (low_ok and high_ok):
         span = ("from 0 to 1" if zero and one else
                 f"in {'[' if zero else '('}0, 1{']' if one else ')'}")
         raise WeightError(f"{name} = {value!r}: must be a number {span} (a share: 0.1 is 10 %)")

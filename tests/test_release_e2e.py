@@ -2,19 +2,26 @@
 tests/fakes/release_world.py: Terraform double, moto server, local endpoint that follows the
 alias)."""
 
+import dataclasses
 import itertools
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from fakes.alarm_notifications import RollbackFunction
+from fakes.moto_server import REGION
 from fakes.release_world import ALARMS, FUNCTION, SMOKE_REQUESTS, BackgroundLoop
-from release.aws import Routing
+from release.aws import AwsError, Routing
+from release.context import AwsClients
+from release.history import PhaseRecord
 from release.kinds import Phase
+from release.lock import current_caller
 from release.phases import PhaseInputError
 from release.rollout import bake, run_rollout
+from release.outputs import MissingOutputError
 from release.runner import PhaseFailed, fast_rollback, run_phase
 from release.status import read_status
 
@@ -30,6 +37,29 @@ def test_canary_10_percent_passes_and_is_recorded(world):
     last = world.history.last("dev")
     assert (last["phase"], last["outcome"], last["candidate_version"]) == ("canary", "succeeded", "2")
     assert last["routing_after"] == {"primary_version": "1", "additional_version_weights": {"2": 0.1}}
+
+
+def test_the_history_record_is_the_phase_field_by_field(world):
+    report = run_phase(world.context(), Phase.CANARY, 0.1)
+    record = world.history.last("dev")
+
+    assert list(record) == [field.name for field in dataclasses.fields(PhaseRecord)]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["time"])
+    assert record == {
+        "time": record["time"], "environment": "dev", "caller": current_caller(),
+        "phase": "canary",
+        "routing_before": {"primary_version": "1", "additional_version_weights": {}},
+        "routing_after": {"primary_version": "1", "additional_version_weights": {"2": 0.1}},
+        "candidate_version": "2", "stable_version": "1",
+        # The smoke result as the report has it (through JSON, where tuples become lists).
+        "smoke": json.loads(json.dumps(report.smoke.to_dict())),
+        "alarms": {name: "INSUFFICIENT_DATA" for name in ALARMS},
+        "outcome": "succeeded", "detail": "",
+        "duration_seconds": round(report.duration_seconds, 3),
+    }
+    assert record["smoke"]["passed"] is True
+    assert record["smoke"]["completed"] == SMOKE_REQUESTS
+    assert record["smoke"]["version_counts"].keys() == {"1", "2"}
 
 
 def test_promote_after_canary_makes_the_candidate_stable(world):
@@ -169,6 +199,31 @@ def test_a_bake_judges_even_when_its_window_passed_before_the_first_look(world):
     assert world.live() == Routing("1", {"2": 0.1})
 
 
+class ChangedAfterEachRead:
+    """A Lambda client on which someone else moves the alias right after each GetAlias."""
+
+    def __init__(self, lambda_client, change):
+        self.lambda_client, self.change = lambda_client, change
+
+    def get_alias(self, **request):
+        response = self.lambda_client.get_alias(**request)
+        self.change()
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self.lambda_client, name)
+
+
+def test_fast_rollback_never_overwrites_a_change_made_after_it_read_the_alias(world):
+    run_phase(world.context(), Phase.CANARY, 0.1)
+    context = world.context()
+    context.clients = AwsClients(REGION, {"lambda": ChangedAfterEachRead(
+        world.lambda_client, lambda: world.aws.set_routing(FUNCTION, "1", {"2": 0.5}))})
+    with pytest.raises(AwsError, match="changed since revision"):
+        fast_rollback(context)
+    assert world.live() == Routing("1", {"2": 0.5})  # the newer change stands
+
+
 def test_fast_rollback_is_one_update_alias_then_terraform_agrees(world):
     run_phase(world.context(), Phase.CANARY, 0.1)
     context = world.context()
@@ -177,6 +232,63 @@ def test_fast_rollback_is_one_update_alias_then_terraform_agrees(world):
     report = run_phase(context, Phase.ROLLBACK)
     assert report.outcome == "succeeded"
     assert world.double.state(world.outdir / "stacks" / "dev")["canary_weight"] == 0
+
+
+def test_a_deploy_finishes_a_stack_whose_outputs_are_incomplete(world):
+    run_phase(world.context(), Phase.PROMOTE)
+    world.new_version()
+    stack = world.outdir / "stacks" / "dev"
+    world.double.drop_outputs(stack, "alarm_names", "api_url")
+    with pytest.raises(MissingOutputError, match="no `api_url` output"):
+        run_phase(world.context(), Phase.CANARY, 0.1)
+    # The live alias, found by name, says what serves traffic: v2 stays the stable version.
+    report = run_phase(world.context(), Phase.DEPLOY)
+    assert (report.outcome, report.stable_version, report.candidate_version) == (
+        "succeeded", "2", "3")
+    assert world.live() == Routing("2")
+    assert run_phase(world.context(), Phase.CANARY, 0.1).routing_after == Routing("2", {"3": 0.1})
+
+
+def test_destroy_is_recorded_in_the_history(world):
+    result = world.run_task("destroy", "--yes")
+    assert (result.exit_code, result.stdout) == (0, "destroy dev: 0 to add, 0 to change, 14 to "
+                                                    "destroy\n")
+    record = world.history.last("dev")
+    assert (record["phase"], record["outcome"], record["candidate_version"]) == (
+        "destroy", "succeeded", "1")
+    assert record["routing_before"] == Routing("1").to_dict()
+    assert json.loads(world.run_task("status", "--json").stdout) == {
+        "environment": "dev", "deployed": False, "last_phase": record}
+
+
+def test_a_failed_destroy_is_recorded_and_said_in_one_line(world):
+    world.double.configure(failures={"apply": "error"})
+    result = world.run_task("destroy", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: terraform apply failed") and \
+        len(result.stderr.splitlines()) == 1
+    record = world.history.last("dev")
+    assert (record["phase"], record["outcome"]) == ("destroy", "failed")
+    assert record["detail"] == result.stderr.removeprefix("error: ").strip()
+    assert world.live() == Routing("1")
+
+
+def test_status_json_keeps_its_keys_and_values(world):
+    run_phase(world.context(), Phase.CANARY, 0.1)
+    info = json.loads(world.run_task("status", "--json").stdout)
+    assert info == {
+        "environment": "dev", "deployed": True, "endpoint": world.endpoint.url,
+        "function_name": FUNCTION, "candidate_version": "2", "stable_version": "1",
+        "terraform_routing": Routing("1", {"2": 0.1}).to_dict(),
+        "live_routing": Routing("1", {"2": 0.1}).to_dict(),
+        "live_routing_text": "v1 90 % + v2 10 %", "drift": False, "terraform_drift": [],
+        "rolled_back_by_alarm": None, "alarms": {name: "INSUFFICIENT_DATA" for name in ALARMS},
+        "last_phase": world.history.last("dev"),
+    }
+    assert list(info) == ["environment", "deployed", "endpoint", "function_name",
+                          "candidate_version", "stable_version", "terraform_routing",
+                          "live_routing", "live_routing_text", "drift", "terraform_drift",
+                          "rolled_back_by_alarm", "alarms", "last_phase"]
 
 
 # ------------------------------------------------------------------ the CLI itself
