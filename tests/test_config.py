@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from release.config import (
     CONFIG_PATH_VARIABLE,
     LOG_RETENTION_DAYS,
@@ -103,7 +103,8 @@ function = { memory_mb = 1024 }
 alarms = { throttles = 1 }
 """, CONFIG_PATH)
     dev, prod_config = config.environment("dev"), config.environment("prod")
-    assert (dev.region, dev.function.memory_mb, dev.function.timeout_seconds) == ("eu-west-1", 512, 20)
+    assert (dev.region, dev.function.memory_mb, dev.function.timeout_seconds) == (
+        "eu-west-1", 512, 20)
     assert (prod_config.region, prod_config.function.memory_mb,
             prod_config.function.timeout_seconds) == ("us-east-1", 1024, 20)
     assert prod_config.tags == {"team": "payments-oncall", "cost-centre": "42"}
@@ -147,10 +148,12 @@ BAD_VALUES = {
        for name in THRESHOLDS for value in (0, -5)},
     "evaluation periods 0": (
         prod("alarms = { evaluation_periods = 0 }"),
-        "environments.toml: prod.alarms.evaluation_periods = 0: must be a whole number from 1 to 60"),
+        "environments.toml: prod.alarms.evaluation_periods = 0: "
+        "must be a whole number from 1 to 60"),
     "more datapoints than periods": (
         prod("alarms = { evaluation_periods = 2, datapoints_to_alarm = 3 }"),
-        "environments.toml: prod.alarms.datapoints_to_alarm = 3: must be a whole number from 1 to 2"),
+        "environments.toml: prod.alarms.datapoints_to_alarm = 3: "
+        "must be a whole number from 1 to 2"),
     **{f"{name} above 100 %": (
         prod(f"alarms = {{ {name} = 150 }}"),
         f"environments.toml: prod.alarms.{name} = 150.0: "
@@ -158,10 +161,12 @@ BAD_VALUES = {
        for name in PERCENTAGES},
     "evaluation periods 61": (
         prod("alarms = { evaluation_periods = 61 }"),
-        "environments.toml: prod.alarms.evaluation_periods = 61: must be a whole number from 1 to 60"),
+        "environments.toml: prod.alarms.evaluation_periods = 61: "
+        "must be a whole number from 1 to 60"),
     "datapoints 0": (
         prod("alarms = { datapoints_to_alarm = 0 }"),
-        "environments.toml: prod.alarms.datapoints_to_alarm = 0: must be a whole number from 1 to 3"),
+        "environments.toml: prod.alarms.datapoints_to_alarm = 0: "
+        "must be a whole number from 1 to 3"),
     "empty API path": (
         prod('api = { path = "" }'),
         "environments.toml: prod.api.path = '': "
@@ -200,7 +205,8 @@ BAD_VALUES = {
         "variable names are letters, digits and _, not AWS_*"),
     "negative fault rate": (
         prod("function = { fault_rate = -0.5 }"),
-        f"environments.toml: prod.function.fault_rate = -0.5: must be a number from 0 to 1 {SHARE}"),
+        f"environments.toml: prod.function.fault_rate = -0.5: "
+        f"must be a number from 0 to 1 {SHARE}"),
     "stage name with a dash": (
         prod('api = { stage_name = "my-stage" }'),
         "environments.toml: prod.api.stage_name = 'my-stage': must be 1-128 letters, digits or _"),
@@ -223,7 +229,8 @@ BAD_VALUES = {
         "must be a URL such as https://tfe.example.com"),
     "backend region": (
         prod('backend = { type = "s3", bucket = "team-state", region = "europe" }'),
-        "environments.toml: prod.backend.region = 'europe': must be an AWS region such as eu-west-1"),
+        "environments.toml: prod.backend.region = 'europe': "
+        "must be an AWS region such as eu-west-1"),
     "environment named like an account stack": (
         DEFAULTS + "[environments.account-eu]\n",
         "environments.toml: account-eu.name = 'account-eu': names starting with 'account-' belong "
@@ -234,10 +241,12 @@ BAD_VALUES = {
         "retention: " + ", ".join(map(str, LOG_RETENTION_DAYS))),
     "steps not ascending": (
         prod("rollout = { steps = [0.5, 0.25, 1.0] }"),
-        "environments.toml: prod.rollout.steps = [0.5, 0.25, 1.0]: steps must be strictly ascending"),
+        "environments.toml: prod.rollout.steps = [0.5, 0.25, 1.0]: "
+        "steps must be strictly ascending"),
     "steps repeating a weight": (
         prod("rollout = { steps = [0.5, 0.5, 1.0] }"),
-        "environments.toml: prod.rollout.steps = [0.5, 0.5, 1.0]: steps must be strictly ascending"),
+        "environments.toml: prod.rollout.steps = [0.5, 0.5, 1.0]: "
+        "steps must be strictly ascending"),
     "step of 0": (
         prod("rollout = { steps = [0, 0.5, 1] }"),
         f"environments.toml: prod.rollout.steps[0] = 0.0: must be a number in (0, 1] {SHARE}"),
@@ -249,7 +258,8 @@ BAD_VALUES = {
         f"environments.toml: prod.rollout.steps[0] = -0.1: must be a number in (0, 1] {SHARE}"),
     "steps not ending at 1": (
         prod("rollout = { steps = [0.1, 0.5] }"),
-        "environments.toml: prod.rollout.steps = [0.1, 0.5]: the last step must be 1 (all traffic)"),
+        "environments.toml: prod.rollout.steps = [0.1, 0.5]: "
+        "the last step must be 1 (all traffic)"),
     "no steps": (
         prod("rollout = { steps = [] }"),
         "environments.toml: prod.rollout.steps = []: needs at least one step, e.g. [0.1, 1.0]"),
@@ -339,7 +349,8 @@ UNKNOWN_KEYS = {
 }
 
 
-@pytest.mark.parametrize(("text", "start", "suggestion"), UNKNOWN_KEYS.values(), ids=UNKNOWN_KEYS.keys())
+@pytest.mark.parametrize(("text", "start", "suggestion"), UNKNOWN_KEYS.values(),
+                         ids=UNKNOWN_KEYS.keys())
 def test_unknown_key_is_named_with_the_allowed_keys(text, start, suggestion):
     message = config_error(text)
     assert message.startswith(start)

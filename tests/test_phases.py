@@ -2,11 +2,11 @@
 stack outputs it plans from."""
 
 import pytest
+from test_traffic_policy import ROUTING_TABLE
 
 from release.aws import Routing
 from release.outputs import MissingOutputError, StackOutputs
 from release.phases import PhaseInputError, PhaseVariables, parse_steps, plan_variables, routing_for
-from test_traffic_policy import ROUTING_TABLE
 
 
 def outputs(candidate="4", stable="3", weight=0.0):
@@ -24,9 +24,10 @@ def state(candidate="4", stable="3", weight=0.0):
     return StackOutputs.parse(outputs(candidate, stable, weight), "prod")
 
 
-@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks", ROUTING_TABLE)
-def test_python_routing_matches_the_terraform_module(stable, weight, candidate, primary, weights, phase,
-                                                     blocks):
+@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks",
+                         ROUTING_TABLE)
+def test_python_routing_matches_the_terraform_module(stable, weight, candidate, primary, weights,
+                                                     phase, blocks):
     # The same table test_traffic_policy.py runs through Terraform 1.0.3.
     assert routing_for(candidate, stable, weight) == Routing(primary, weights)
 
@@ -35,7 +36,8 @@ def test_first_deployment_has_no_stable_version():
     assert plan_variables("deploy", None, None) == PhaseVariables(0.0, "")
 
 
-@pytest.mark.parametrize("kind, weight", [("canary", 0.1), ("rollout-step", 0.1), ("promote", None)])
+@pytest.mark.parametrize("kind, weight",
+                         [("canary", 0.1), ("rollout-step", 0.1), ("promote", None)])
 def test_phases_that_need_a_stable_version_refuse_a_never_deployed_stack(kind, weight):
     # Terraform's first-deployment row would give the new code all traffic at once.
     with pytest.raises(PhaseInputError, match="nothing is deployed yet: run `invoke deploy` first"):

@@ -22,13 +22,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from invoke import Collection, Program
-
 from fakes.endpoint import FakeEndpoint
 from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint, reset
 from fakes.terraform_double import TerraformDouble, write_stack
+from invoke import Collection, Program
+
 from release.aws import AwsError, Routing, client, read_alias
 from release.config import parse_config
 from release.context import ReleaseContext, RunnerOptions
@@ -84,7 +85,8 @@ class BackgroundLoop:
 class AliasFollower(BackgroundLoop):
     """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway."""
 
-    def __init__(self, endpoint: FakeEndpoint, lambda_client, function_name: str = FUNCTION) -> None:
+    def __init__(self, endpoint: FakeEndpoint, lambda_client,
+                 function_name: str = FUNCTION) -> None:
         super().__init__()
         self.endpoint, self.lambda_client = endpoint, lambda_client
         self.function_name = function_name
@@ -171,12 +173,14 @@ class World:
         self.double.configure(candidate_version=version)
         return version
 
-    def context(self, **options) -> ReleaseContext:
-        environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
-        options = RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
-                                routing_timeout=5, bake_poll_seconds=0.01, **options)
-        return ReleaseContext(environment, Terraform(environment.stack_dir), options=options,
-                              history=self.history)
+    def context(self, **options: Any) -> ReleaseContext:
+        """The dev environment's context: quick polls, SMOKE_REQUESTS per smoke check."""
+        config = parse_config(self.config_path.read_text(), self.config_path)
+        environment = config.environment("dev")
+        return ReleaseContext(
+            environment, Terraform(environment.stack_dir), history=self.history,
+            options=RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
+                                  routing_timeout=5, bake_poll_seconds=0.01, **options))
 
     def live(self) -> Routing:
         return read_alias(self.lambda_client, FUNCTION, "production").routing
