@@ -105,13 +105,16 @@ def _phase(env: str, kind: Phase, weight: float | None = None, *, commit: bool,
     config, environment = _environment(env)
     with ConsoleProgress() as progress:
         if commit:
-            print(committed.commit_release_phase(config, environment, kind, weight, stable_version,
-                                                 on_status=progress.status).summary_line())
-            return
-        with open_release(config, environment, kind, progress, lock_timeout=lock_timeout,
-                          remote=remote, options=options) as context:
-            report = run_phase(context, kind, weight, force=force)
-    _print(report, json)
+            done = committed.commit_release_phase(config, environment, kind, weight,
+                                                  stable_version, on_status=progress.status)
+        else:
+            with open_release(config, environment, kind, progress, lock_timeout=lock_timeout,
+                              remote=remote, options=options) as context:
+                report = run_phase(context, kind, weight, force=force)
+    if commit:
+        print(done.summary_line())
+    else:
+        _print(report, json)
 
 
 @release_task(help={"env": "Only check that this environment is known (every stack is "
@@ -206,13 +209,16 @@ def rollback(c: Context, env: str = "dev", fast: bool = False, no_smoke: bool = 
     config, environment = _environment(env)
     with ConsoleProgress() as progress:
         if commit:
-            print(committed.commit_release_phase(config, environment, Phase.ROLLBACK,
-                                                 on_status=progress.status).summary_line())
-            return
-        with open_release(config, environment, Phase.ROLLBACK, progress,
-                          lock_timeout=lock_timeout, remote=remote, options=options) as context:
-            report = run_rollback(context, fast=fast)
-    _print(report, json)
+            done = committed.commit_release_phase(config, environment, Phase.ROLLBACK,
+                                                  on_status=progress.status)
+        else:
+            with open_release(config, environment, Phase.ROLLBACK, progress,
+                              lock_timeout=lock_timeout, remote=remote, options=options) as context:
+                report = run_rollback(context, fast=fast)
+    if commit:
+        print(done.summary_line())
+    else:
+        _print(report, json)
 
 
 @release_task(help={**PHASE_HELP, "force": FORCE_HELP,
