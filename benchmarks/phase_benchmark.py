@@ -25,8 +25,10 @@ from fakes.endpoint import FakeEndpoint  # noqa: E402
 from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint  # noqa: E402
 from fakes.terraform_double import TerraformDouble, write_stack  # noqa: E402
 from release.config import parse_config  # noqa: E402
+from release.context import ReleaseContext, RunnerOptions  # noqa: E402
 from release.history import ReleaseHistory  # noqa: E402
-from release.runner import ReleaseRunner, RunnerOptions  # noqa: E402
+from release.kinds import Phase  # noqa: E402
+from release.runner import run_phase  # noqa: E402
 from release.terraform import Terraform  # noqa: E402
 
 FUNCTION = "deploy-patterns-demo-dev"
@@ -66,20 +68,20 @@ def main() -> None:
                                      alarm_names=[f"{FUNCTION}-error-rate"])
             os.environ.update(double.env)
             for smoke in (False, True):
-                runner = ReleaseRunner(
+                context = ReleaseContext(
                     environment, TimedTerraform(environment.stack_dir),
                     history=ReleaseHistory(root / "history.jsonl"),
                     options=RunnerOptions(smoke=smoke, smoke_requests=200, routing_interval=0.05))
                 if not smoke:
-                    runner.run("deploy")
+                    run_phase(context, Phase.DEPLOY)
                     double.configure(candidate_version=aws.publish_version(FUNCTION))
-                    runner.run("canary", 0.1)
+                    run_phase(context, Phase.CANARY, 0.1)
                     endpoint.configure(stable_version="1", candidate_version="2", weight=0.1)
                 overheads, totals = [], []
                 for _ in range(args.runs):
                     TimedTerraform.seconds = 0.0
                     started = time.perf_counter()
-                    runner.run("canary", 0.1)
+                    run_phase(context, Phase.CANARY, 0.1)
                     total = time.perf_counter() - started
                     totals.append(total)
                     overheads.append(total - TimedTerraform.seconds)

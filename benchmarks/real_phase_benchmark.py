@@ -33,10 +33,12 @@ from fakes.endpoint import FakeEndpoint  # noqa: E402
 from fakes.moto_server import fake_aws_environment, moto_endpoint  # noqa: E402
 from fakes.real_terraform import copy_stack, lay_overrides, real_terraform  # noqa: E402
 from fakes.release_world import AliasFollower  # noqa: E402
-from release import aws  # noqa: E402
+from release import aws, runner  # noqa: E402
 from release.config import parse_config  # noqa: E402
+from release.context import ReleaseContext, RunnerOptions  # noqa: E402
 from release.history import ReleaseHistory  # noqa: E402
-from release.runner import ReleaseRunner, RunnerOptions  # noqa: E402
+from release.kinds import Phase  # noqa: E402
+from release.runner import run_phase  # noqa: E402
 from release.terraform import Terraform  # noqa: E402
 
 ENVIRONMENT = "dev"
@@ -122,18 +124,18 @@ def main() -> None:
         with FakeEndpoint(seed=3) as endpoint, \
                 AliasFollower(endpoint, aws.client("lambda", environment.region),
                               environment.function_name):
-            def runner_with(terraform_class: type[Terraform]) -> ReleaseRunner:
-                runner = ReleaseRunner(
+            runner.smoke_check = clock.timed("smoke", runner.smoke_check)
+
+            def context_with(terraform_class: type[Terraform]) -> ReleaseContext:
+                return ReleaseContext(
                     environment, terraform_class(stack, binary=terraform.binary),
                     history=ReleaseHistory(root / "history.jsonl"),
                     options=RunnerOptions(smoke_url=endpoint.url))
-                runner.smoke = clock.timed("smoke", runner.smoke)  # type: ignore[method-assign]
-                return runner
 
-            runner = runner_with(timed_terraform(clock))
-            before = runner_with(two_step(timed_terraform(clock)))
+            context = context_with(timed_terraform(clock))
+            before = context_with(two_step(timed_terraform(clock)))
             print(f"synth (python main.py, every environment) {synth_seconds:.1f} s")
-            report("first deploy", [measure(clock, lambda: runner.run("deploy"))])
+            report("first deploy", [measure(clock, lambda: run_phase(context, Phase.DEPLOY))])
 
             def merge_code(number: int) -> None:
                 with zipfile.ZipFile(archive, "a") as bundle:
@@ -142,15 +144,15 @@ def main() -> None:
             with_code = []
             for run in range(args.runs):
                 merge_code(run)
-                with_code.append(measure(clock, lambda: runner.run("canary", 0.1)))
-                runner.run("promote")
+                with_code.append(measure(clock, lambda: run_phase(context, Phase.CANARY, 0.1)))
+                run_phase(context, Phase.PROMOTE)
             report("canary after a code change (no synth)", with_code)
             merge_code(args.runs)
-            runner.run("canary", 0.1)
+            run_phase(context, Phase.CANARY, 0.1)
             now, then = [], []
             for _ in range(args.runs):
-                now.append(measure(clock, lambda: runner.run("canary", 0.2)))
-                then.append(measure(clock, lambda: before.run("canary", 0.1)))
+                now.append(measure(clock, lambda: run_phase(context, Phase.CANARY, 0.2)))
+                then.append(measure(clock, lambda: run_phase(before, Phase.CANARY, 0.1)))
             report("routing-only phase, before", then)
             report("routing-only phase, now", now)
             ratio = (statistics.median(sample["total"] for sample in now)

@@ -12,14 +12,18 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from release.errors import ReleaseError
+from release.weights import check_weight
 
 # Lambda stores routing weights as doubles and may hand back a rounded value, so two routings
 # whose weights differ by less than this are the same routing.
@@ -39,7 +43,7 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_
                        read_timeout=30)
 
 
-class AwsError(Exception):
+class AwsError(ReleaseError):
     """An AWS call that failed in an expected way; the message is one line naming the fix."""
 
 
@@ -47,8 +51,8 @@ class RoutingTimeout(AwsError):
     """The alias did not settle on the expected routing within the wait."""
 
 
-class RoutingError(ValueError):
-    """A routing that Lambda cannot express (bad weight, more than one extra version)."""
+class RoutingError(ReleaseError):
+    """A routing that Lambda cannot express (more than one extra version, $LATEST)."""
 
 
 def client(service: str, region: str, session: boto3.Session | None = None) -> Any:
@@ -164,14 +168,12 @@ class Routing:
     additional_version_weights: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        weights = {str(version): float(weight)
+        weights = {str(version): check_weight(weight, f"weight of version {version}")
                    for version, weight in self.additional_version_weights.items()}
         if len(weights) > 1:
             raise RoutingError(f"routing {weights}: a Lambda alias takes at most one additional "
                                "version; drop all but one")
-        for version, weight in weights.items():
-            if not 0 <= weight <= 1:
-                raise RoutingError(f"weight {weight!r} for version {version}: must be from 0 to 1")
+        for version in weights:
             if version == self.primary_version:
                 raise RoutingError(f"version {version} is both primary and weighted: give the "
                                    "additional weight to another version")
@@ -242,6 +244,16 @@ def read_alias(lambda_client: Any, function_name: str, alias_name: str) -> LiveA
     """GetAlias: the alias's live routing and revision id."""
     with _translated("GetAlias", _alias_not_found(lambda_client, function_name, alias_name)):
         response = lambda_client.get_alias(FunctionName=function_name, Name=alias_name)
+    return _live_alias(function_name, alias_name, response)
+
+
+def find_alias(lambda_client: Any, function_name: str, alias_name: str) -> LiveAlias | None:
+    """GetAlias, or None when the function or the alias does not exist (yet)."""
+    with _translated("GetAlias"):
+        try:
+            response = lambda_client.get_alias(FunctionName=function_name, Name=alias_name)
+        except lambda_client.exceptions.ResourceNotFoundException:
+            return None
     return _live_alias(function_name, alias_name, response)
 
 

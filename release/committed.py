@@ -14,11 +14,17 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
-from release.config import PROJECT_ROOT, ProjectConfig
-
+from release import aws
+from release import synth as synthesis
+from release.aws import Routing
+from release.config import ALIAS_NAME, PROJECT_ROOT, EnvironmentConfig, ProjectConfig
+from release.errors import ReleaseError
+from release.kinds import Phase
+from release.phases import PhaseInputError, plan_committed
 
 
 def committed_root() -> Path:
@@ -32,7 +38,7 @@ STACK_FILE = "cdk.tf.json"
 SYNTHESIZED = (STACK_FILE, "assets")
 
 
-class CommittedError(Exception):
+class CommittedError(ReleaseError):
     """The committed Terraform is missing or stale; the message says which and how to refresh."""
 
 
@@ -87,7 +93,8 @@ def write_all(config: ProjectConfig, outdir: Path, root: Path | None = None) -> 
 def differences(stack_dir: Path, directory: Path) -> list[str]:
     """What differs between a fresh synth and the committed directory ([] when equal)."""
     wanted, present = committed_files(stack_dir), _present(directory)
-    changed = sorted(name for name in wanted.keys() & present.keys() if wanted[name] != present[name])
+    changed = sorted(name for name in wanted.keys() & present.keys()
+                     if wanted[name] != present[name])
     missing = sorted(wanted.keys() - present.keys())
     extra = sorted(present.keys() - wanted.keys())
     return ([f"changed {name}" for name in changed] + [f"missing {name}" for name in missing]
@@ -104,13 +111,15 @@ def check(config: ProjectConfig, outdir: Path, root: Path | None = None) -> None
             shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
             problems.append(f"{root.name}/{name} ({shown})")
     if problems:
-        raise CommittedError(f"committed Terraform differs from a fresh synth: {'; '.join(problems)}; "
-                             f"run `invoke synth` and commit {root.name}/")
+        raise CommittedError(f"committed Terraform differs from a fresh synth: "
+                             f"{'; '.join(problems)}; run `invoke synth` and commit {root.name}/")
 
 
 def read_phase(directory: Path) -> dict[str, object]:
     path = directory / PHASE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {"canary_weight": 0, "stable_version": ""}
+    if not path.is_file():
+        return {"canary_weight": 0, "stable_version": ""}
+    return json.loads(path.read_text())
 
 
 def write_phase(directory: Path, variables: Mapping[str, object]) -> Path:
@@ -129,7 +138,8 @@ def commit_phase(directory: Path, variables: Mapping[str, object], message: str)
         try:
             result = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True)
         except FileNotFoundError:
-            raise CommittedError(f"git is not installed: install it, or commit {path} by hand") from None
+            raise CommittedError(f"git is not installed: install it, or commit {path} by "
+                                 "hand") from None
         if result.returncode != 0:
             detail = (result.stderr.strip().splitlines() or ["exit " + str(result.returncode)])[-1]
             raise CommittedError(f"git {args[0]} failed ({detail}); {path} is written, "
@@ -142,3 +152,62 @@ def commit_phase(directory: Path, variables: Mapping[str, object], message: str)
     # Only this path goes into the commit, whatever else is staged.
     git("commit", "--quiet", "-m", message, "--", relative)
     return git("rev-parse", "--short", "HEAD")
+
+
+# What a phase commit says it does (its message: "release(<env>): <text>").
+PHASE_TEXT = {
+    Phase.DEPLOY: "deploy (new version idle, stable v{stable})",
+    Phase.CANARY: "canary {percent:g} % on the new version, stable v{stable}",
+    Phase.PROMOTE: "promote the new version (blue-green switch from v{stable})",
+    Phase.ROLLBACK: "rollback to v{stable}",
+}
+
+
+@dataclass(frozen=True)
+class PhaseCommit:
+    environment: str
+    phase: Phase
+    text: str
+    commit: str | None  # None: the phase file already held this phase
+
+    def summary_line(self) -> str:
+        where = f"{committed_root().name}/{self.environment}/{PHASE_FILE}"
+        if self.commit is None:
+            return (f"{self.phase} {self.environment}: {where} already holds this phase, "
+                    "nothing to commit")
+        return (f"{self.phase} {self.environment}: committed {self.commit} "
+                f"\"release({self.environment}): {self.text}\" ({where}); push it for the "
+                "workspace to apply")
+
+
+def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, kind: Phase,
+                         weight: float | None = None, stable_version: str = "auto", *,
+                         on_status: Callable[[str], None] = lambda text: None) -> PhaseCommit:
+    """The phase as a commit of `terraform/<env>/phase.auto.tfvars.json` alone, for a
+    VCS-driven Terraform Cloud workspace to apply. `stable_version` "auto" reads it from the
+    live alias."""
+    directory = committed_root() / environment.name
+    synthesis.refresh(config, on_status=on_status)
+    stale = differences(environment.stack_dir, directory)
+    if stale:
+        raise CommittedError(
+            f"{committed_root().name}/{environment.name} is stale ({stale[0]}): run `invoke synth` "
+            "and commit it first, so that the phase commit holds only the phase")
+    live: Routing | None = None
+    if stable_version == "auto" or kind == Phase.DEPLOY:
+        try:
+            aws.preflight_credentials(environment.region)
+            live = aws.read_alias(aws.client("lambda", environment.region),
+                                  environment.function_name, ALIAS_NAME).routing
+        except aws.AwsError as error:
+            # A rollback returns to the committed stable version: it needs no live alias.
+            if stable_version == "auto" and kind != Phase.ROLLBACK:
+                raise PhaseInputError(f"cannot read the live alias ({error}); pass "
+                                      "--stable-version N") from None
+    variables = plan_committed(kind, read_phase(directory), live, weight,
+                               None if stable_version == "auto" else stable_version)
+    text = PHASE_TEXT[kind].format(percent=variables.canary_weight * 100,
+                                   stable=variables.stable_version or "(none)")
+    commit = commit_phase(directory, variables.as_terraform(),
+                          f"release({environment.name}): {text}")
+    return PhaseCommit(environment.name, kind, text, commit)

@@ -18,9 +18,13 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
+
+from release.errors import ReleaseError
+from release.weights import WeightError, check_weight
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "environments.toml"
@@ -64,7 +68,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
 
 
-class ConfigError(ValueError):
+class ConfigError(ReleaseError):
     """A configuration value that cannot be used; the message names where, what and the fix."""
 
 
@@ -119,10 +123,10 @@ class FunctionSettings:
                  self.log_retention_days, "must be a CloudWatch Logs retention: "
                  + ", ".join(map(str, LOG_RETENTION_DAYS)))
         for key in self.environment:
-            _require(bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key)) and not key.startswith("AWS_"),
+            _require(bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key))
+                     and not key.startswith("AWS_"),
                      "environment", key, "variable names are letters, digits and _, not AWS_*")
-        _require(_is_number(self.fault_rate) and 0 <= self.fault_rate <= 1, "fault_rate",
-                 self.fault_rate, "must be a number from 0 to 1")
+        check_weight(self.fault_rate, "fault_rate")
 
 
 @dataclass(frozen=True)
@@ -185,10 +189,9 @@ class RolloutSettings:
 def validate_steps(steps: tuple[float, ...], name: str = "steps") -> None:
     """Rollout steps are finite weights, strictly ascending, in (0, 1], ending at 1."""
     _require(len(steps) > 0, name, list(steps), "needs at least one step, e.g. [0.1, 1.0]")
-    for step in steps:
-        _require(_is_number(step) and 0 < step <= 1, name, list(steps),
-                 f"step {step!r} must be a number in (0, 1]")
-    _require(all(a < b for a, b in zip(steps, steps[1:])), name, list(steps),
+    for index, step in enumerate(steps):
+        check_weight(step, f"{name}[{index}]", zero=False)
+    _require(all(a < b for a, b in zip(steps, steps[1:], strict=False)), name, list(steps),
              "steps must be strictly ascending")
     _require(steps[-1] == 1, name, list(steps), "the last step must be 1 (all traffic)")
 
@@ -215,7 +218,8 @@ class BackendSettings:
     def __post_init__(self) -> None:
         _require(self.type in ("local", "s3", "cloud"), "type", self.type,
                  "must be one of local, s3, cloud")
-        _require(not self.address or bool(re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", self.address)),
+        _require(not self.address
+                 or bool(re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", self.address)),
                  "address", self.address, "must be a URL such as https://tfe.example.com")
         if self.type == "s3":
             _require(bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket)),
@@ -224,7 +228,8 @@ class BackendSettings:
             _require(bool(self.organization), "organization", self.organization,
                      "a cloud backend needs the Terraform Cloud organization")
             _require(bool(re.fullmatch(r"[A-Za-z0-9_-]{1,90}", self.workspace)), "workspace",
-                     self.workspace, "a cloud backend needs a workspace name (letters, digits, - _)")
+                     self.workspace,
+                     "a cloud backend needs a workspace name (letters, digits, - _)")
         if self.region:
             _require(bool(REGION_PATTERN.fullmatch(self.region)), "region", self.region,
                      "must be an AWS region such as eu-west-1")
@@ -253,7 +258,8 @@ class EnvironmentConfig:
 
     def __post_init__(self) -> None:
         _require(bool(re.fullmatch(r"[a-z][a-z0-9-]{0,31}", self.name)), "name", self.name,
-                 "environment names are 1-32 lowercase letters, digits or -, starting with a letter")
+                 "environment names are 1-32 lowercase letters, digits or -, starting with a "
+                 "letter")
         _require(not self.name.startswith(ACCOUNT_STACK_PREFIX), "name", self.name,
                  f"names starting with {ACCOUNT_STACK_PREFIX!r} belong to the account bootstrap "
                  "stacks")
@@ -285,7 +291,8 @@ class ProjectConfig:
 
     def account_tags(self, region: str) -> dict[str, str]:
         """The tags every environment in `region` shares (those from [defaults], usually)."""
-        tag_sets = [set(env.tags.items()) for env in self.environments.values() if env.region == region]
+        tag_sets = [set(env.tags.items()) for env in self.environments.values()
+                    if env.region == region]
         return dict(sorted(set.intersection(*tag_sets))) if tag_sets else {}
 
     @property
@@ -355,9 +362,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     elif origin is collections.abc.Mapping:
         if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             return dict(value)
-    elif dataclasses.is_dataclass(hint):
-        if isinstance(value, dict):
-            return _build(hint, value, where)
+    elif isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value, where)
     raise ConfigError(f"{where} = {value!r}: must be {_describe(hint)}")
 
 
@@ -370,11 +376,12 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in data.items()}
     try:
         return cls(**values)
-    except ConfigError as error:
+    except (ConfigError, WeightError) as error:
         raise ConfigError(f"{where}.{error}") from None
     except TypeError:  # a required field is missing
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in values and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
         raise ConfigError(f"{where}: missing {', '.join(missing)}; "
                           "set it in the environment's table or in [defaults]") from None
 

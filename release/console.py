@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 from rich.status import Status
 
-from release.runner import Progress
+from release.context import Progress
 
 
 class ConsoleProgress(Progress):
@@ -38,6 +38,10 @@ class ConsoleProgress(Progress):
     def status(self, text: str) -> None:
         self._step = text
         self._show()
+
+    def note(self, text: str) -> None:
+        # Above the spinner when there is one; never wrapped, so a log keeps it as one line.
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def terraform_line(self, line: str) -> None:
         if line.strip():

@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
 from release import aws
+from release.context import ReleaseContext
+from release.errors import ReleaseError
 from release.history import PhaseRecord
+from release.kinds import Outcome, Phase
 from release.lock import current_caller, utc_timestamp
-from release.runner import ReleaseRunner
+from release.outputs import StackOutputs
+from release.runner import read_deployed_stack, run_phase
 from release.smoke import probe
+from release.weights import check_weight
 
 
-class DrillError(ValueError):
+class DrillError(ReleaseError):
     """A drill that cannot start; one line naming the value and the fix."""
 
 
@@ -46,11 +52,8 @@ class DrillOptions:
     grace_seconds: float = 5.0
 
     def __post_init__(self) -> None:
-        if not (0 < self.fault_rate <= 1):
-            raise DrillError(f"--fault-rate {self.fault_rate!r} must be in (0, 1], e.g. 0.5 to fail "
-                             "half of the candidate's requests")
-        if not (0 < self.weight < 1):
-            raise DrillError(f"--weight {self.weight!r} must be between 0 and 1 (exclusive), e.g. 0.25")
+        check_weight(self.fault_rate, "--fault-rate", zero=False)
+        check_weight(self.weight, "--weight", zero=False, one=False)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class DrillReport:
     alarm: str | None
     seconds_to_alarm: float | None
     seconds_to_restore: float | None
-    outcome: str
+    outcome: Outcome
     detail: str
     versions_served: dict[str, int] = field(default_factory=dict)
 
@@ -77,12 +80,14 @@ class DrillReport:
         def seconds(value: float | None) -> str:
             return "never" if value is None else f"{value:.1f} s"
         stable_errors = "unknown" if self.stable_errors is None else str(self.stable_errors)
-        return (f"drill {self.environment}: {self.outcome} - v{self.candidate_version} at "
-                f"{self.weight:.0%} failing {self.fault_rate:.0%}; first alarm {seconds(self.seconds_to_alarm)}"
-                f"{f' ({self.alarm})' if self.alarm else ''}, traffic back on v{self.stable_version} "
-                f"{seconds(self.seconds_to_restore)}; {self.failed_requests}/{self.requests} requests "
-                f"failed, {self.failed_after_restore} after the rollback; stable version errors "
-                f"{stable_errors}" + ("" if self.outcome == "succeeded" else f": {self.detail}"))
+        alarm = f" ({self.alarm})" if self.alarm else ""
+        line = (f"drill {self.environment}: {self.outcome} - v{self.candidate_version} at "
+                f"{self.weight:.0%} failing {self.fault_rate:.0%}; first alarm "
+                f"{seconds(self.seconds_to_alarm)}{alarm}, traffic back on v{self.stable_version} "
+                f"{seconds(self.seconds_to_restore)}; {self.failed_requests}/{self.requests} "
+                f"requests failed, {self.failed_after_restore} after the rollback; stable version "
+                f"errors {stable_errors}")
+        return line if self.outcome == Outcome.SUCCEEDED else f"{line}: {self.detail}"
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -103,34 +108,35 @@ class _Watch:
     seconds_to_restore: float | None = None
 
 
-def run_drill(runner: ReleaseRunner, options: DrillOptions, *,
+def run_drill(context: ReleaseContext, options: DrillOptions, *,
               sleep: Callable[[float], None] = time.sleep,
               clock: Callable[[], float] = time.monotonic) -> DrillReport:
-    environment = runner.environment
+    environment = context.environment
     if not environment.auto_rollback:
         raise DrillError(f"environment {environment.name} has auto_rollback = false: there is "
                          "nothing to drill; turn it on in environments.toml and deploy first")
-    live = runner.live_alias(runner.stack_state())
+    before = context.read_stack()
+    live = context.live_alias(before) if before else None
     if live is None or live.routing.additional_version_weights:
         raise DrillError(f"environment {environment.name} is "
                          + ("not deployed: run `invoke deploy` first" if live is None else
                             f"running a canary ({live.routing.describe()}): finish it with "
                             "promote or rollback first"))
-    window_start = datetime.now(timezone.utc)
-    # The canary is meant to fail: the runner must not smoke-test it and roll it back itself.
-    canary = runner.with_options(smoke=False).run(
-        "canary", options.weight, extra_variables={"fault_rate": options.fault_rate})
-    state = runner.stack_state()
-    stable = state.routing.primary_version
-    watch = _Watch(started=clock(), started_at=datetime.now(timezone.utc))
-    runner.progress.status(f"drill: v{state.candidate_version} at {options.weight:.0%} failing "
-                           f"{options.fault_rate:.0%}; waiting for the alarm and the rollback")
+    window_start = datetime.now(UTC)
+    # The canary is meant to fail: the phase must not smoke-test it and roll it back itself.
+    canary = run_phase(context.with_options(smoke=False), Phase.CANARY, options.weight,
+                       extra_variables={"fault_rate": options.fault_rate})
+    stack = read_deployed_stack(context)
+    stable = stack.routing.primary_version
+    watch = _Watch(started=clock(), started_at=datetime.now(UTC))
+    context.progress.status(f"drill: v{stack.candidate_version} at {options.weight:.0%} failing "
+                            f"{options.fault_rate:.0%}; waiting for the alarm and the rollback")
     with httpx.Client() as http, ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-        _drive(runner, state, options, watch, http, pool, sleep, clock)
+        _drive(context, stack, options, watch, http, pool, sleep, clock)
 
-    window_end = datetime.now(timezone.utc) + timedelta(minutes=1)
-    stable_errors = aws.version_metrics(runner.clients["cloudwatch"], state["function_name"],
-                                        state["alias_name"], stable,
+    window_end = datetime.now(UTC) + timedelta(minutes=1)
+    stable_errors = aws.version_metrics(context.clients["cloudwatch"], stack.function_name,
+                                        stack.alias_name, stable,
                                         window_start.replace(second=0, microsecond=0),
                                         window_end.replace(second=0, microsecond=0)).errors
     problems = []
@@ -143,7 +149,7 @@ def run_drill(runner: ReleaseRunner, options: DrillOptions, *,
         problems.append(f"the stable version v{stable} had {stable_errors} errors")
     # Terraform's state still says canary (with faults): put it back on the stable version.
     # This also acknowledges the alarm rollback and ships the next version without faults.
-    runner.run("rollback")
+    run_phase(context, Phase.ROLLBACK)
     report = DrillReport(
         environment=environment.name, fault_rate=options.fault_rate, weight=options.weight,
         candidate_version=canary.candidate_version, stable_version=stable,
@@ -151,23 +157,24 @@ def run_drill(runner: ReleaseRunner, options: DrillOptions, *,
         failed_after_restore=watch.failed_after_restore, stable_errors=stable_errors,
         alarm=watch.alarm, seconds_to_alarm=watch.seconds_to_alarm,
         seconds_to_restore=watch.seconds_to_restore,
-        outcome="failed" if problems else "succeeded",
+        outcome=Outcome.FAILED if problems else Outcome.SUCCEEDED,
         detail="; ".join(problems) or "rolled back by the stack itself",
         versions_served=dict(watch.versions))
-    runner.history.append(PhaseRecord(
+    context.history.append(PhaseRecord(
         time=utc_timestamp(), environment=environment.name, caller=current_caller(),
-        phase="drill", routing_before=canary.routing_before.to_dict() if canary.routing_before else {},
-        routing_after=canary.routing_after.to_dict(), candidate_version=canary.candidate_version,
+        phase=Phase.DRILL,
+        routing_before=canary.routing_before.to_dict() if canary.routing_before else {},
+        routing_after=stack.routing.to_dict(), candidate_version=canary.candidate_version,
         stable_version=stable, smoke=None, alarms=None, outcome=report.outcome,
         detail=report.summary_line(), duration_seconds=round(clock() - watch.started, 3)))
     return report
 
 
-def _drive(runner: ReleaseRunner, state, options: DrillOptions, watch: _Watch, http: httpx.Client,
-           pool: ThreadPoolExecutor, sleep: Callable[[float], None],
+def _drive(context: ReleaseContext, stack: StackOutputs, options: DrillOptions, watch: _Watch,
+           http: httpx.Client, pool: ThreadPoolExecutor, sleep: Callable[[float], None],
            clock: Callable[[], float]) -> None:
     """Send traffic until the alias is back on stable and has settled, or the drill times out."""
-    lambda_client, cloudwatch = runner.clients["lambda"], runner.clients["cloudwatch"]
+    lambda_client, cloudwatch = context.clients["lambda"], context.clients["cloudwatch"]
     next_alarm_poll = next_alias_poll = watch.started
     while True:
         now = clock()
@@ -177,7 +184,7 @@ def _drive(runner: ReleaseRunner, state, options: DrillOptions, watch: _Watch, h
                 return
         elif elapsed >= options.timeout_seconds:
             return
-        for result in pool.map(lambda _: probe(http, state["api_url"], 10.0),
+        for result in pool.map(lambda _: probe(http, stack.api_url, 10.0),
                                range(options.concurrency)):
             watch.requests += 1
             if result.error:
@@ -189,16 +196,16 @@ def _drive(runner: ReleaseRunner, state, options: DrillOptions, watch: _Watch, h
                 watch.versions[result.version] += 1
         # Once traffic is back, the alarm has fired: look at once rather than at the next poll.
         if watch.alarm is None and (now >= next_alarm_poll or watch.seconds_to_restore is not None):
-            first = aws.first_alarm_since(cloudwatch, state["alarm_names"], watch.started_at)
+            first = aws.first_alarm_since(cloudwatch, stack.alarm_names, watch.started_at)
             if first:
                 watch.alarm = first[0]
                 watch.seconds_to_alarm = (first[1] - watch.started_at).total_seconds()
             next_alarm_poll = now + options.alarm_poll_seconds
         if watch.seconds_to_restore is None and now >= next_alias_poll:
-            live = aws.read_alias(lambda_client, state["function_name"], state["alias_name"])
+            live = aws.read_alias(lambda_client, stack.function_name, stack.alias_name)
             if not live.routing.additional_version_weights:
                 watch.seconds_to_restore = clock() - watch.started
-                runner.progress.status(f"drill: traffic back on {live.routing.describe()}; "
+                context.progress.status(f"drill: traffic back on {live.routing.describe()}; "
                                        f"checking it for {options.settle_seconds:g} s")
             next_alias_poll = now + options.alias_poll_seconds
         sleep(options.request_interval)

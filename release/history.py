@@ -11,16 +11,14 @@ import fcntl
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from release.config import release_state_dir
 
-PHASES = ("canary", "promote", "rollback", "rollout-step", "deploy", "drill", "release-quarantine")
-# paused: a rollout stopped on an inconclusive analysis and waits for a human;
-# interrupted: the operator pressed Ctrl-C (traffic stays where it was).
-OUTCOMES = ("succeeded", "rolled-back", "failed", "refused", "paused", "interrupted")
+from release.kinds import Outcome, Phase
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +30,7 @@ class PhaseRecord:
     time: str  # ISO 8601 UTC, e.g. release.lock.utc_timestamp()
     environment: str
     caller: str  # user@host, e.g. release.lock.current_caller()
-    phase: str
+    phase: Phase
     # {"primary_version": "7", "additional_version_weights": {"8": 0.1}}
     routing_before: Mapping[str, Any]
     routing_after: Mapping[str, Any]
@@ -40,15 +38,16 @@ class PhaseRecord:
     stable_version: str
     smoke: Mapping[str, Any] | None
     alarms: Mapping[str, str] | None  # alarm name -> state (OK, ALARM, INSUFFICIENT_DATA)
-    outcome: str
+    outcome: Outcome
     detail: str
     duration_seconds: float
 
     def __post_init__(self) -> None:
-        if self.phase not in PHASES:
-            raise ValueError(f"phase {self.phase!r} must be one of {', '.join(PHASES)}")
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome {self.outcome!r} must be one of {', '.join(OUTCOMES)}")
+        # A name outside the enums is a bug in the caller, not a user's mistake: ValueError.
+        if self.phase not in tuple(Phase):
+            raise ValueError(f"phase {self.phase!r} must be one of {', '.join(Phase)}")
+        if self.outcome not in tuple(Outcome):
+            raise ValueError(f"outcome {self.outcome!r} must be one of {', '.join(Outcome)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,10 +98,12 @@ class ReleaseHistory:
             try:
                 record = json.loads(line)
             except ValueError as error:
-                log.warning("%s line %d is not valid JSON (%s); skipping it", self.path, number, error)
+                log.warning("%s line %d is not valid JSON (%s); skipping it", self.path, number,
+                            error)
                 continue
             if not isinstance(record, dict):
-                log.warning("%s line %d is not a record (a JSON object); skipping it", self.path, number)
+                log.warning("%s line %d is not a record (a JSON object); skipping it", self.path,
+                            number)
                 continue
             if env is None or record.get("environment") == env:
                 records.append(record)

@@ -15,17 +15,17 @@ import json
 import os
 import socket
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from release.config import release_state_dir
-
+from release.errors import ReleaseError
 
 
 def utc_timestamp() -> str:
     """Now as ISO 8601 UTC to the second, e.g. 2026-11-26T05:00:00Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _user() -> str:
@@ -68,7 +68,7 @@ class LockHolder:
         return False
 
 
-class ReleaseLockedError(Exception):
+class ReleaseLockedError(ReleaseError):
     """Another release holds the environment; the message names the holder and the way out."""
 
     def __init__(self, environment: str, path: Path, holder: LockHolder | None) -> None:
@@ -77,15 +77,15 @@ class ReleaseLockedError(Exception):
         self.holder = holder
         self.stale = holder is not None and holder.is_stale()
         if holder is None:
-            message = (f"environment {environment} is locked ({path} holds no readable holder info; "
-                       f"it may be being written right now); retry in a moment, or remove {path} if "
-                       "no release is running")
+            message = (f"environment {environment} is locked ({path} holds no readable holder "
+                       f"info; it may be being written right now); retry in a moment, or remove "
+                       f"{path} if no release is running")
         else:
             who = (f"environment {environment} is locked by {holder.user}@{holder.host} "
                    f"(pid {holder.pid}, `{holder.command}`) since {holder.started_at}")
             if self.stale:
-                message = (f"{who}, but that process is gone (stale lock); check the environment with "
-                           f"`invoke status`, then remove {path}")
+                message = (f"{who}, but that process is gone (stale lock); check the environment "
+                           f"with `invoke status`, then remove {path}")
             else:
                 message = f"{who}; wait for it to finish, or remove {path} if that process is gone"
         super().__init__(message)
@@ -126,7 +126,8 @@ class ReleaseLock:
         return holder
 
     def release(self) -> None:
-        """Remove the lock file, but only if it is still ours (someone may have removed a stale one)."""
+        """Remove the lock file, but only if it is still ours (someone may have removed a stale
+        one)."""
         if self.holder is not None and _read_holder(self.path) == self.holder:
             self.path.unlink(missing_ok=True)
         self.holder = None

@@ -16,17 +16,19 @@ test holds it to the Terraform module row by row.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from release.aws import Routing
 from release.config import ConfigError, validate_steps
+from release.errors import ReleaseError
+from release.kinds import Phase
+from release.outputs import StackOutputs
+from release.weights import WeightError, check_weight
 
-PHASE_KINDS = ("deploy", "canary", "promote", "rollback", "rollout-step")
 
-
-class PhaseInputError(ValueError):
+class PhaseInputError(ReleaseError):
     """A phase argument or state that cannot be applied; one line naming the value and the fix."""
 
 
@@ -37,29 +39,20 @@ class PhaseVariables:
     canary_weight: float
     stable_version: str
 
-    def as_terraform(self) -> dict[str, Any]:
+    def as_terraform(self) -> dict[str, str | float]:
         return {"canary_weight": self.canary_weight, "stable_version": self.stable_version}
 
 
-def parse_weight(value: object, name: str = "--weight") -> float:
-    """A canary weight from the command line: a finite number from 0 to 1."""
-    try:
-        weight = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        weight = math.nan
-    if not (math.isfinite(weight) and 0 <= weight <= 1):
-        raise PhaseInputError(f"{name} {value!r} is not a share of traffic: pass a number from 0 "
-                              "to 1, e.g. --weight=0.1 for 10 % on the new version")
-    return weight
-
-
 def parse_steps(value: str) -> tuple[float, ...]:
-    """Rollout steps such as "0.05,0.25,0.5,1": finite, strictly ascending, in (0, 1], ending at 1."""
+    """Rollout steps such as "0.05,0.25,0.5,1": finite, strictly ascending, in (0, 1], ending
+    at 1."""
     try:
-        steps = tuple(parse_weight(part.strip(), "--steps entry") for part in value.split(","))
+        steps = tuple(check_weight(part.strip(), f"--steps[{index}]", zero=False)
+                      for index, part in enumerate(value.split(",")))
         validate_steps(steps, "--steps")
-    except (PhaseInputError, ConfigError) as error:
-        raise PhaseInputError(f"{error} (got --steps={value!r}; e.g. --steps=0.05,0.25,0.5,1)") from None
+    except (WeightError, ConfigError) as error:
+        raise PhaseInputError(f"{error} (got --steps={value!r}; e.g. "
+                              "--steps=0.05,0.25,0.5,1)") from None
     return steps
 
 
@@ -72,48 +65,10 @@ def routing_for(candidate_version: str, stable_version: str, canary_weight: floa
     return Routing(stable_version, {candidate_version: canary_weight})
 
 
-@dataclass(frozen=True)
-class StackState:
-    """What `terraform output -json` says about the stack (empty before the first apply)."""
-
-    outputs: Mapping[str, Any]
-
-    @property
-    def deployed(self) -> bool:
-        return bool(self.outputs.get("candidate_version"))
-
-    @property
-    def candidate_version(self) -> str:
-        return str(self.outputs.get("candidate_version") or "")
-
-    @property
-    def stable_version(self) -> str:
-        return str(self.outputs.get("stable_version") or "")
-
-    @property
-    def routing(self) -> Routing | None:
-        if not self.deployed:
-            return None
-        return Routing(str(self.outputs["primary_version"]),
-                       self.outputs.get("additional_version_weights") or {})
-
-    @property
-    def candidate_share(self) -> float:
-        """The candidate's intended share of traffic under this state's routing."""
-        routing = self.routing
-        if routing is None:
-            return 0.0
-        if routing.primary_version == self.candidate_version:
-            return 1.0
-        return routing.additional_version_weights.get(self.candidate_version, 0.0)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.outputs[name]
-
-
-def plan_variables(kind: str, state: StackState, live: Routing | None,
+def plan_variables(kind: Phase, stack: StackOutputs | None, live: Routing | None,
                    weight: float | None = None) -> PhaseVariables:
-    """The variables for one phase, from the stack's outputs and the live alias.
+    """The variables for one phase, from the stack's outputs (None: nothing deployed yet) and the
+    live alias.
 
     The stable version is what serves traffic now: the live alias's primary (Terraform does not
     roll back a failed apply, so the live alias, not the state, is the truth). A rollback goes
@@ -121,61 +76,66 @@ def plan_variables(kind: str, state: StackState, live: Routing | None,
     version before it.
     """
     current_primary = ""
-    if state.deployed:
-        current_primary = (live or state.routing).primary_version
-    elif kind in ("canary", "rollout-step", "promote"):
+    if live is not None:
+        current_primary = live.primary_version
+    elif stack is not None:
+        current_primary = stack.routing.primary_version
+    if stack is None and kind in (Phase.CANARY, Phase.ROLLOUT_STEP, Phase.PROMOTE):
         # Without this, Terraform's first-deployment row would send the new code 100 % at once.
         raise PhaseInputError(f"{kind} needs a version that already serves traffic, and nothing "
                               "is deployed yet: run `invoke deploy` first")
-    if kind == "deploy":
+    if kind == Phase.DEPLOY:
         if live is not None and live.additional_version_weights:
             raise PhaseInputError(
                 f"deploy would end the running canary ({live.describe()}): finish it with "
                 "`invoke promote` or `invoke rollback` first")
         return PhaseVariables(0.0, current_primary)
-    if kind in ("canary", "rollout-step"):
+    if kind in (Phase.CANARY, Phase.ROLLOUT_STEP):
         if weight is None:
             raise PhaseInputError(f"{kind} needs a weight, e.g. --weight=0.1")
         return PhaseVariables(weight, current_primary)
-    if kind == "promote":
+    if kind == Phase.PROMOTE:
         return PhaseVariables(1.0, current_primary)
-    if kind == "rollback":
-        stable = state.stable_version
-        if not state.deployed or stable in ("", state.candidate_version):
-            version = state.candidate_version or "nothing"
+    if kind == Phase.ROLLBACK:
+        if stack is None or stack.stable_version in ("", stack.candidate_version):
+            version = stack.candidate_version if stack else "nothing"
             raise PhaseInputError(
                 f"nothing to roll back to: {version} is the only released version "
                 "(Terraform's stable_version is empty); deploy a fixed version instead")
-        return PhaseVariables(0.0, stable)
-    raise PhaseInputError(f"unknown phase {kind!r}: one of {', '.join(PHASE_KINDS)}")
+        return PhaseVariables(0.0, stack.stable_version)
+    raise PhaseInputError(f"{kind} is not a phase that applies variables")
 
 
-def plan_committed(kind: str, committed_phase: Mapping[str, Any], live: Routing | None,
-                   weight: float | None = None, stable_version: str | None = None) -> PhaseVariables:
+def plan_committed(kind: Phase, committed_phase: Mapping[str, Any], live: Routing | None,
+                   weight: float | None = None,
+                   stable_version: str | None = None) -> PhaseVariables:
     """The variables for a phase written to the committed phase file instead of applied.
 
     There are no Terraform outputs to read here (the workspace that applies it keeps the state):
     the stable version comes from `stable_version` (--stable-version), else the live alias; a
     rollback returns to the stable version the committed phase file names.
     """
-    if kind == "rollback":
+    if kind == Phase.ROLLBACK:
         stable = str(committed_phase.get("stable_version") or "")
         if not stable:
             raise PhaseInputError("nothing to roll back to: the committed phase has no "
-                                  "stable_version (first deployment); deploy a fixed version instead")
+                                  "stable_version (first deployment); deploy a fixed version "
+                                  "instead")
         return PhaseVariables(0.0, stable)
     if stable_version is None:
         if live is None:
             raise PhaseInputError("cannot tell the stable version without the live alias: pass "
-                                  "--stable-version N (or --stable-version '' for the first deployment)")
+                                  "--stable-version N (or --stable-version '' for the first "
+                                  "deployment)")
         stable_version = live.primary_version
     if stable_version and not stable_version.isdigit():
         raise PhaseInputError(f"--stable-version {stable_version!r} must be a published version "
                               "number such as 3, or '' for the first deployment")
-    if kind == "deploy" and live is not None and live.additional_version_weights:
+    if kind == Phase.DEPLOY and live is not None and live.additional_version_weights:
         raise PhaseInputError(f"deploy would end the running canary ({live.describe()}): finish it "
                               "with promote or rollback first")
-    weights = {"deploy": 0.0, "promote": 1.0}
-    if kind not in (*weights, "canary"):
-        raise PhaseInputError(f"{kind} cannot be committed: use deploy, canary, promote or rollback")
+    weights = {Phase.DEPLOY: 0.0, Phase.PROMOTE: 1.0}
+    if kind not in (*weights, Phase.CANARY):
+        raise PhaseInputError(f"{kind} cannot be committed: use deploy, canary, promote or "
+                              "rollback")
     return PhaseVariables(weights.get(kind, weight if weight is not None else 0.0), stable_version)

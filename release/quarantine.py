@@ -12,10 +12,12 @@ from typing import Any
 
 from release import aws
 from release.aws import LiveAlias, QuarantineEntry
+from release.context import ReleaseContext
 from release.errors import ReleaseError
 from release.history import PhaseRecord, ReleaseHistory
+from release.kinds import Outcome, Phase
 from release.lock import current_caller, utc_timestamp
-from release.phases import StackState
+from release.outputs import StackOutputs
 
 
 class QuarantineInputError(ReleaseError):
@@ -32,24 +34,30 @@ def parse_version(value: str) -> str:
     return version
 
 
-def lift(environment: str, state: StackState, live: LiveAlias | None, ssm_client: Any,
+def lift(environment: str, stack: StackOutputs | None, live: LiveAlias | None, ssm_client: Any,
          history: ReleaseHistory, version: str) -> tuple[QuarantineEntry, PhaseRecord]:
     """Take `version` out of the stack's quarantine and record who did it."""
     started = time.monotonic()
-    parameter = state.outputs.get("quarantine_parameter")
-    if not state.deployed or not parameter:
+    if stack is None or not stack.quarantine_parameter:
         raise QuarantineInputError(f"{environment} has no quarantine yet: run `invoke deploy "
                                    f"--env {environment}` (stacks applied before the quarantine "
                                    "existed get it with their next apply)")
-    lifted = aws.lift_quarantine(ssm_client, parameter, version)
-    routing = (live.routing if live else state.routing)
-    routing_dict = routing.to_dict() if routing else {}
+    lifted = aws.lift_quarantine(ssm_client, stack.quarantine_parameter, version)
+    routing = (live.routing if live else stack.routing).to_dict()
     record = PhaseRecord(
         time=utc_timestamp(), environment=environment, caller=current_caller(),
-        phase="release-quarantine", routing_before=routing_dict, routing_after=routing_dict,
-        candidate_version=state.candidate_version, stable_version=state.stable_version,
-        smoke=None, alarms=None, outcome="succeeded",
+        phase=Phase.RELEASE_QUARANTINE, routing_before=routing, routing_after=routing,
+        candidate_version=stack.candidate_version, stable_version=stack.stable_version,
+        smoke=None, alarms=None, outcome=Outcome.SUCCEEDED,
         detail=f"lifted the quarantine of {lifted.describe()}; plans may give it traffic again",
         duration_seconds=round(time.monotonic() - started, 3))
     history.append(record)
     return lifted, record
+
+
+def run_release_quarantine(context: ReleaseContext, version: str) -> PhaseRecord:
+    """`invoke release-quarantine`: lift `version` in the context's environment."""
+    stack = context.read_stack()
+    live = context.live_alias(stack) if stack else None
+    return lift(context.environment.name, stack, live, context.clients["ssm"], context.history,
+                version)[1]

@@ -99,13 +99,16 @@ def write_report(environment: EnvironmentConfig, out: Path, *, history: ReleaseH
                                 error_limit_percent=thresholds.canary_error_rate_percent,
                                 p99_limit_ms=thresholds.p99_duration_ms)
         charts.append((svg(figure, "metrics"), note))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_page(environment, phases, charts, note if not series else "", history.path,
-                         now), encoding="utf-8")
-    picture = None
-    if options.png:
-        picture = out.with_suffix(".png")
-        picture.write_bytes(png(main_chart))
+    picture = out.with_suffix(".png") if options.png else None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(_page(environment, phases, charts, note if not series else "",
+                             history.path, now), encoding="utf-8")
+        if picture:
+            picture.write_bytes(png(main_chart))
+    except OSError as error:
+        raise ReportInputError(f"cannot write {error.filename or out}: {error.strerror}; pass "
+                               "--out a path in a writable folder") from None
     return WrittenReport(html=out, png=picture, phases=len(phases.phases),
                          rollbacks=len(phases.events), metrics_note=note)
 

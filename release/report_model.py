@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
-from release.aws import Routing, RoutingError
+from release.aws import Routing
+from release.errors import ReleaseError
 
 # `--since 90m`, `24h`, `7d`, `2w`.
 SINCE_PATTERN = re.compile(r"([1-9][0-9]*)([mhdw])")
@@ -34,7 +35,7 @@ EVENT_LABELS = {
 }
 
 
-class ReportInputError(ValueError):
+class ReportInputError(ReleaseError):
     """A report argument that cannot be used; the message names the value and the fix."""
 
 
@@ -191,7 +192,7 @@ def _routing(value: Any) -> Routing | None:
     try:
         return Routing(str(value["primary_version"]),
                        weights if isinstance(weights, Mapping) else {})
-    except (RoutingError, TypeError, ValueError):
+    except ReleaseError:  # a weight out of range, or more than one weighted version
         return None
 
 

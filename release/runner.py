@@ -1,74 +1,44 @@
-"""Runs release phases: plan + apply through Terraform, wait for the live alias, check, and roll
-back on its own when a check fails. Every phase ends in one history record and one summary line.
+"""One release phase: apply it, wait for the live alias, check it (smoke test and alarms), and
+roll back on its own when a check fails. Every phase ends in one history record and one summary
+line; a phase that does not end where it was meant to raises `PhaseFailed`, carrying its report.
 
-The caller (tasks.py) holds the environment's release lock and did the preflight checks; this
-module does the work and raises `PhaseFailed` (carrying the report) when a phase does not end
-where it was meant to.
+The commands shaped like a phase are here too: `rollback` (with --fast, one UpdateAlias first)
+and `destroy`. The caller holds the environment's release lock and did the preflight checks
+(release/session.py); a rollout, phases with bakes between them, is release/rollout.py.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from release import aws
 from release.aws import AwsError, LiveAlias, Routing, RoutingTimeout
-from release.config import (
-    NO_NEW_VERSION_MESSAGE,
-    QUARANTINE_REFUSAL_PREFIX,
-    EnvironmentConfig,
-)
-from release.history import PhaseRecord, ReleaseHistory
+from release.config import ALIAS_NAME, NO_NEW_VERSION_MESSAGE, QUARANTINE_REFUSAL_PREFIX
+from release.context import ReleaseContext
+from release.errors import ReleaseError
+from release.history import PhaseRecord
+from release.kinds import FORWARD_PHASES, Outcome, Phase
 from release.lock import current_caller, utc_timestamp
-from release.metrics import Verdict, judge_alarms, judge_canary
-from release.phases import PhaseInputError, PhaseVariables, StackState, plan_variables
+from release.metrics import Verdict, judge_alarms
+from release.outputs import MissingOutputError, StackOutputs
+from release.phases import PhaseInputError, PhaseVariables, plan_variables
 from release.smoke import SmokeResult, smoke_check
-from release.terraform import Terraform, TerraformError
-from release.tfc import TfcError
 
-# Phases that move traffic towards the candidate: a failed check sends traffic back.
-FORWARD_PHASES = ("canary", "promote", "rollout-step")
+if TYPE_CHECKING:  # release.report loads matplotlib: only `rollout --report` pays for it
+    from release.report import ReportedRollout
+
 # How functions/rollback describes what it did on the alias (a contract with that function).
 ALARM_ROLLBACK_PREFIX = "rolled back by alarm "
-# An apply that failed, locally (Terraform CLI) or remotely (a Terraform Cloud run).
-APPLY_ERRORS = (TerraformError, TfcError)
-
-
-class Progress:
-    """Where the runner reports what it is doing; the CLI draws it, tests ignore it."""
-
-    def status(self, text: str) -> None:
-        """A new step of the phase, e.g. 'applying canary_weight=0.1'."""
-
-    def terraform_line(self, line: str) -> None:
-        """One line of Terraform output, as it arrives."""
-
-    def smoke_progress(self, done: int, total: int) -> None:
-        """`done` of `total` smoke requests answered."""
-
-
-@dataclass(frozen=True)
-class RunnerOptions:
-    smoke: bool = True
-    smoke_requests: int | None = None  # None: sized from the weight (release.stats)
-    smoke_concurrency: int = 16
-    # The endpoint the smoke check calls; "" means the stack's api_url output. For a custom
-    # domain, a private API reached through a tunnel, or a local stand-in.
-    smoke_url: str = ""
-    routing_timeout: float = 120.0
-    routing_interval: float = 1.0
-    # How often a bake looks at alarms and per-version metrics.
-    bake_poll_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
 class PhaseReport:
     environment: str
-    phase: str
-    outcome: str  # one of release.history.OUTCOMES
+    phase: Phase
+    outcome: Outcome
     detail: str
     variables: PhaseVariables | None
     routing_before: Routing | None
@@ -83,7 +53,7 @@ class PhaseReport:
 
     @property
     def succeeded(self) -> bool:
-        return self.outcome == "succeeded"
+        return self.outcome == Outcome.SUCCEEDED
 
     def summary_line(self) -> str:
         """One line per phase for humans."""
@@ -131,415 +101,229 @@ class PhaseReport:
         )
 
 
-class PhaseFailed(Exception):
+class PhaseFailed(ReleaseError):
     """A phase that did not end where it was meant to; `report` says where traffic is."""
 
     def __init__(self, report: PhaseReport) -> None:
         super().__init__(report.summary_line())
         self.report = report
-        # What the command had produced when it failed: this report, or for a rollout the
-        # reports of the steps before it too.
-        self.result: PhaseReport | list[PhaseReport] = report
+        # The reports of the command's phases so far, this one last (a rollout has several).
+        self.steps: list[PhaseReport] = [report]
+        # What --json prints: this report, a rollout's steps, or those and the report written
+        # after them.
+        self.result: PhaseReport | list[PhaseReport] | ReportedRollout = report
 
 
-@dataclass
-class AwsClients:
-    """boto3 clients for one region, made on first use (importing and building them costs time)."""
+# ---------------------------------------------------------------------- one phase
 
-    region: str
-    _clients: dict[str, Any] = field(default_factory=dict)
+def run_phase(context: ReleaseContext, kind: Phase, weight: float | None = None, *,
+              force: bool = False,
+              extra_variables: Mapping[str, float] | None = None) -> PhaseReport:
+    """Apply one phase and check it; raises PhaseFailed (after rolling back) when it fails.
 
-    def __getitem__(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = aws.client(service, self.region)
-        return self._clients[service]
+    After the auto-rollback function acted, only a rollback (which acknowledges it) or `force`
+    may go on. `extra_variables` are applied too (a drill's fault_rate)."""
+    started = context.clock()
+    stack, live = _before(context, kind)
+    acknowledged = _alarm_rollback(context, stack, live, kind, force)
+    variables = plan_variables(kind, stack, live.routing if live else None, weight)
+    base = PhaseReport(
+        environment=context.environment.name, phase=kind, outcome=Outcome.FAILED, detail="",
+        variables=variables, routing_before=live.routing if live else None,
+        routing_after=live.routing if live else None,
+        candidate_version=stack.candidate_version if stack else "",
+        stable_version=variables.stable_version)
+
+    context.progress.status(f"{kind} {context.environment.name}: applying canary_weight="
+                            f"{variables.canary_weight:g} stable_version="
+                            f"{variables.stable_version or '(none)'}")
+    try:
+        summary = context.applier.apply_variables(
+            {**variables.as_terraform(), **(extra_variables or {})})
+    except ReleaseError as error:  # the apply failed, locally or in the workspace's run
+        detail = refusal(error, variables)
+        if detail:
+            # One of the stack's preconditions stopped the plan: nothing was applied.
+            raise failed(context, replace(base, outcome=Outcome.REFUSED, detail=detail),
+                         started) from None
+        raise failed(context, _after_failed_apply(context, base, live, error), started) from None
+    except KeyboardInterrupt:
+        # Terraform.apply_variables lets Terraform finish its state write before this arrives.
+        raise failed(context, _interrupted(context, base, stack), started) from None
+    after = read_deployed_stack(context)
+    base = replace(base, routing_after=after.routing, candidate_version=after.candidate_version,
+                   plan_summary=str(summary))
+
+    report = _check(context, base, after)
+    if acknowledged:
+        report = replace(report, detail="; ".join(filter(None, [
+            f"acknowledged: {acknowledged}", report.detail])))
+    if report.succeeded:
+        return finish(context, report, started)
+    if kind in FORWARD_PHASES and variables.stable_version not in ("", after.candidate_version):
+        report = return_to_stable(context, report, variables.stable_version, after)
+    raise failed(context, report, started)
 
 
-class ReleaseRunner:
-    """`terraform` is a local `Terraform` or a `release.remote.RemoteTerraform`: anything with
-    apply_variables(variables) / drift(variables) / outputs()."""
-
-    def __init__(self, environment: EnvironmentConfig, terraform: Terraform, *,
-                 clients: AwsClients | None = None, history: ReleaseHistory | None = None,
-                 options: RunnerOptions = RunnerOptions(), progress: Progress = Progress(),
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.environment = environment
-        self.terraform = terraform
-        self.clients = clients or AwsClients(environment.region)
-        self.history = history or ReleaseHistory()
-        self.options = options
-        self.progress = progress
-        self.sleep = sleep
-        self.clock = clock
-
-    def with_options(self, **changes: Any) -> ReleaseRunner:
-        """The same runner (stack, clients, history, progress) with other options."""
-        return ReleaseRunner(self.environment, self.terraform, clients=self.clients,
-                             history=self.history, options=replace(self.options, **changes),
-                             progress=self.progress, sleep=self.sleep, clock=self.clock)
-
-    def preflight_account(self) -> None:
-        """The AWS account can take this environment's stack (see aws.preflight_account)."""
-        environment = self.environment
-        aws.preflight_account(self.clients["apigateway"], self.clients["lambda"],
-                              environment_name=environment.name,
-                              function_name=environment.function_name,
-                              logging=environment.api.logging,
-                              reserved_concurrency=environment.function.reserved_concurrency)
-
-    # ------------------------------------------------------------------ reading the stack
-
-    def stack_state(self) -> StackState:
-        return StackState(self.terraform.outputs())
-
-    def live_alias(self, state: StackState) -> LiveAlias | None:
-        if not state.deployed:
-            return None
-        return aws.read_alias(self.clients["lambda"], state["function_name"], state["alias_name"])
-
-    # ------------------------------------------------------------------ one phase
-
-    def run(self, kind: str, weight: float | None = None, *, force: bool = False,
-            extra_variables: Mapping[str, Any] | None = None) -> PhaseReport:
-        """Apply one phase and check it; raises PhaseFailed (after rolling back) when it fails.
-
-        After the auto-rollback function acted, only a rollback (which acknowledges it) or
-        `force` may go on. `extra_variables` are applied too (a drill's fault_rate)."""
-        started = self.clock()
-        state = self.stack_state()
-        live = self.live_alias(state)
-        acknowledged = self._alarm_rollback(state, live, kind, force)
-        variables = plan_variables(kind, state, live.routing if live else None, weight)
-        base = PhaseReport(
-            environment=self.environment.name, phase=kind, outcome="failed", detail="",
-            variables=variables, routing_before=live.routing if live else None,
-            routing_after=live.routing if live else None,
-            candidate_version=state.candidate_version, stable_version=variables.stable_version)
-
-        self.progress.status(f"{kind} {self.environment.name}: applying canary_weight="
-                             f"{variables.canary_weight:g} stable_version="
-                             f"{variables.stable_version or '(none)'}")
-        try:
-            summary = self.terraform.apply_variables(
-                {**variables.as_terraform(), **(extra_variables or {})})
-        except APPLY_ERRORS as error:
-            detail = _refusal(error, variables)
-            if detail:
-                # One of the stack's preconditions stopped the plan: nothing was applied.
-                raise self._failed(replace(base, outcome="refused", detail=detail),
-                                   started) from None
-            raise self._failed(self._after_failed_apply(base, live, error), started) from None
-        except KeyboardInterrupt:
-            # The runner lets Terraform finish its state write before this arrives.
-            raise self._failed(self._interrupted(base, state), started) from None
-        after = self.stack_state()
-        base = replace(base, routing_after=after.routing, candidate_version=after.candidate_version,
-                       plan_summary=str(summary))
-
-        report = self._check(base, after)
-        if acknowledged:
-            report = replace(report, detail="; ".join(filter(None, [
-                f"acknowledged: {acknowledged}", report.detail])))
-        if report.outcome == "succeeded":
-            return self._finished(report, started)
-        if kind in FORWARD_PHASES and self._can_roll_back(variables, after):
-            report = self._roll_back(report, variables.stable_version, after)
-        raise self._failed(report, started)
-
-    def _alarm_rollback(self, state: StackState, live: LiveAlias | None, kind: str,
-                        force: bool) -> str:
-        """What the auto-rollback function did to the alias since the last phase ("" if nothing).
-
-        The first phase to see it records it in the history; only `invoke rollback` (or force)
-        goes on from there, and its apply puts Terraform's description back on the alias.
-        """
-        if live is None or not live.description.startswith(ALARM_ROLLBACK_PREFIX):
-            return ""
-        alarm = live.description.removeprefix(ALARM_ROLLBACK_PREFIX).split(" at ")[0]
-        if not any(record["detail"] == live.description and record["caller"] == f"alarm {alarm}"
-                   for record in self.history.read(self.environment.name)):
-            self.history.append(PhaseRecord(
-                time=utc_timestamp(), environment=self.environment.name, caller=f"alarm {alarm}",
-                phase="rollback", routing_before=state.routing.to_dict(),
-                routing_after=live.routing.to_dict(), candidate_version=state.candidate_version,
-                stable_version=live.routing.primary_version, smoke=None, alarms=None,
-                outcome="rolled-back", detail=live.description, duration_seconds=0.0))
-        if kind != "rollback" and not force:
-            raise PhaseInputError(f"the alias was {live.description}; acknowledge it with "
-                                  "`invoke rollback` (brings Terraform's state in line), or pass "
-                                  "--force")
-        return live.description
-
-    def _check(self, report: PhaseReport, after: StackState) -> PhaseReport:
-        """Wait for the live alias, then smoke-test and read the alarms."""
-        expected = after.routing
-        reasons: list[str] = []
-        self.progress.status(f"waiting for the live alias to show {expected.describe()}")
-        try:
-            aws.wait_for_routing(self.clients["lambda"], after["function_name"], after["alias_name"],
-                                 expected, timeout=self.options.routing_timeout,
-                                 interval=self.options.routing_interval, sleep=self.sleep,
-                                 clock=self.clock)
-        except RoutingTimeout as error:
-            return replace(report, outcome="failed", detail=str(error))
-        smoke = None
-        if self.options.smoke:
-            smoke = self.smoke(after)
-            reasons += smoke.reasons
-        alarms = aws.alarm_states(self.clients["cloudwatch"], after["alarm_names"])
-        alarm_verdict = judge_alarms(alarms)
-        # A rollback is the answer to a firing alarm, which takes minutes to clear: its states
-        # are recorded, but they judge only the phases that send traffic to the candidate.
-        if alarm_verdict.status == "fail" and report.phase in FORWARD_PHASES:
-            reasons += alarm_verdict.reasons
-        return replace(report, smoke=smoke, alarms=alarms,
-                       outcome="failed" if reasons else "succeeded", detail="; ".join(reasons))
-
-    def smoke(self, state: StackState) -> SmokeResult:
-        """The statistical smoke check against the stack's endpoint and intended split."""
-        routing = state.routing
-        stable = routing.primary_version if routing.primary_version != state.candidate_version else None
-        url = self.options.smoke_url or state["api_url"]
-        self.progress.status(f"smoke-testing {url}")
-        return smoke_check(
-            url, expected_weight=state.candidate_share,
-            candidate_version=state.candidate_version, stable_version=stable,
-            requests=self.options.smoke_requests, concurrency=self.options.smoke_concurrency,
-            on_response=self.progress.smoke_progress)
-
-    # ------------------------------------------------------------------ failure paths
-
-    @staticmethod
-    def _can_roll_back(variables: PhaseVariables, after: StackState) -> bool:
-        return variables.stable_version not in ("", after.candidate_version)
-
-    def _roll_back(self, report: PhaseReport, stable_version: str, after: StackState) -> PhaseReport:
-        """Send all traffic back to `stable_version`: through Terraform, else one UpdateAlias."""
-        target = Routing(stable_version)
-        self.progress.status(f"check failed ({report.detail}); rolling back to {target.describe()}")
-        try:
-            self.terraform.apply_variables(PhaseVariables(0.0, stable_version).as_terraform())
-            how = "rolled back through Terraform"
-        except APPLY_ERRORS as error:
-            live = aws.fast_rollback(self.clients["lambda"], after["function_name"],
-                                     after["alias_name"], stable_version)
-            how = (f"Terraform could not roll back ({error}); traffic restored with one "
-                   "UpdateAlias call; run `invoke rollback` to bring Terraform's state in line")
-            return replace(report, outcome="rolled-back", routing_after=live.routing,
-                           detail=f"{report.detail}; {how}")
-        live = aws.wait_for_routing(self.clients["lambda"], after["function_name"],
-                                    after["alias_name"], target,
-                                    timeout=self.options.routing_timeout,
-                                    interval=self.options.routing_interval, sleep=self.sleep,
-                                    clock=self.clock)
-        return replace(report, outcome="rolled-back", routing_after=live.routing,
-                       detail=f"{report.detail}; {how} to {target.describe()}")
-
-    def _after_failed_apply(self, report: PhaseReport, before: LiveAlias | None,
-                            error: Exception) -> PhaseReport:
-        """Terraform keeps what a failed apply changed: put the live alias back if it moved.
-
-        The report names what the live function and alias show, not Terraform's last outputs: a
-        failed apply may already have published a new version."""
-        detail = f"{error}"
-        if before is None:
-            return replace(report, detail=f"{detail}; nothing was serving traffic before")
-        try:
-            now = aws.read_alias(self.clients["lambda"], before.function_name, before.alias_name)
-            published = aws.latest_published_version(self.clients["lambda"], before.function_name)
-            report = replace(report, candidate_version=published or report.candidate_version)
-            if now.routing == before.routing:
-                return replace(report, routing_after=now.routing,
-                               detail=f"{detail}; live alias unchanged at {now.routing.describe()}")
-            restored = aws.set_routing(self.clients["lambda"], before.function_name,
-                                       before.alias_name, before.routing,
-                                       revision_id=now.revision_id)
-        except AwsError as aws_error:
-            return replace(report, detail=f"{detail}; could not check the live alias ({aws_error}): "
-                                          "run `invoke status` before anything else")
-        return replace(report, routing_after=restored.routing,
-                       detail=(f"{detail}; live alias restored from {now.routing.describe()} to "
-                               f"{restored.routing.describe()}; run `invoke rollback` or rerun "
-                               "the phase to bring Terraform's state in line"))
-
-    def _interrupted(self, report: PhaseReport, state: StackState) -> PhaseReport:
-        after = self.stack_state()
-        live = self.live_alias(after if after.deployed else state)
-        where = live.routing.describe() if live else "nothing deployed"
-        return replace(report, outcome="interrupted", routing_after=live.routing if live else None,
-                       detail=f"stopped by Ctrl-C during the apply; traffic is at {where}: rerun "
-                              "the phase or `invoke rollback`")
-
-    # ------------------------------------------------------------------ endings
-
-    def _finished(self, report: PhaseReport, started: float) -> PhaseReport:
-        report = replace(report, duration_seconds=self.clock() - started)
-        self.history.append(report.record())
-        return report
-
-    def _failed(self, report: PhaseReport, started: float) -> PhaseFailed:
-        return PhaseFailed(self._finished(report, started))
-
-    # ------------------------------------------------------------------ composite commands
-
-    def fast_rollback(self) -> tuple[LiveAlias, float]:
-        """One UpdateAlias to the stable version before Terraform runs; returns it and its time."""
-        state = self.stack_state()
-        live = self.live_alias(state)
-        variables = plan_variables("rollback", state, live.routing if live else None)
-        self.progress.status(f"fast rollback: UpdateAlias to v{variables.stable_version}")
-        started = self.clock()
-        updated = aws.fast_rollback(self.clients["lambda"], state["function_name"],
-                                    state["alias_name"], variables.stable_version,
-                                    revision_id=live.revision_id)
-        elapsed = self.clock() - started
-        self._quarantine(state, live, variables.stable_version)
-        return updated, elapsed
-
-    def _quarantined(self, state: StackState) -> dict[str, aws.QuarantineEntry]:
-        parameter = state.outputs.get("quarantine_parameter")
-        return aws.read_quarantine(self.clients["ssm"], parameter) if parameter else {}
-
-    def _quarantine(self, state: StackState, live: LiveAlias, stable_version: str) -> None:
-        """Record the versions `rollback --fast` took traffic from, so that no later plan (a VCS
-        run, `cdktf deploy`) gives them traffic again without `invoke release-quarantine`."""
-        parameter = state.outputs.get("quarantine_parameter")
-        taken_from = [version for version in (live.routing.primary_version,
-                                              *live.routing.additional_version_weights)
-                      if version != stable_version]
-        if not parameter or not taken_from:
-            return
-        try:
-            aws.quarantine_versions(self.clients["ssm"], parameter, taken_from,
-                                    f"invoke rollback --fast by {current_caller()}",
-                                    utc_timestamp())
-        except aws.AwsError as error:
-            raise aws.AwsError(f"traffic is back on v{stable_version}, but recording "
-                               f"{', '.join('v' + v for v in taken_from)} in the quarantine "
-                               f"failed: {error}") from None
-
-    def rollout(self, steps: tuple[float, ...], bake_seconds: float, *, force: bool = False,
-                on_step: Callable[[PhaseReport], None] | None = None) -> list[PhaseReport]:
-        """Each step: apply, check, then bake while judging alarms and per-version metrics."""
-        reports: list[PhaseReport] = []
-        # Every rollout walks all its steps, even after a paused one: the first apply may publish
-        # newer code than the canary that was running, and that code starts at the first step.
-        try:
-            for step in steps:
-                kind = "promote" if step >= 1 else "rollout-step"
-                report = self.run(kind, step, force=force)
-                if kind == "rollout-step" and bake_seconds > 0:
-                    report = self.bake(report, bake_seconds)
-                reports.append(report)
-                if on_step:
-                    on_step(report)
-        except PhaseFailed as failure:
-            failure.result = [*reports, failure.report]
+def _before(context: ReleaseContext, kind: Phase) -> tuple[StackOutputs | None, LiveAlias | None]:
+    """The stack's outputs (None: nothing deployed) and the live alias, before a phase."""
+    try:
+        stack = context.read_stack()
+    except MissingOutputError:
+        if kind != Phase.DEPLOY:
             raise
-        return reports
-
-    def bake(self, report: PhaseReport, bake_seconds: float) -> PhaseReport:
-        """Watch the canary for `bake_seconds`; roll back on a failing verdict, pause when the
-        canary saw too little traffic to judge, stop cleanly (traffic unchanged) on Ctrl-C."""
-        started = self.clock()
-        state = self.stack_state()
-        window_start = datetime.now(timezone.utc)
-        # From here, not from `started`: reading the state may take longer than a short bake, and
-        # a bake of N seconds judges at least N seconds of metrics.
-        deadline = self.clock() + bake_seconds
-        try:
-            # Judged after every poll and always once at (or after) the end of the window, however
-            # slow the machine: a bake never passes without a verdict.
-            while True:
-                remaining = deadline - self.clock()
-                if remaining > 0:
-                    self.progress.status(f"baking {state.routing.describe()}: {remaining:.0f} s left")
-                    self.sleep(min(self.options.bake_poll_seconds, remaining))
-                alarms, verdict = self._analyse(state, window_start)
-                if verdict.status == "fail":
-                    failed = replace(report, phase="rollout-step", alarms=alarms, verdict=verdict,
-                                     outcome="failed", detail="; ".join(verdict.reasons))
-                    raise self._failed(self._roll_back(failed, state.routing.primary_version, state),
-                                       started)
-                if self.clock() >= deadline:
-                    break
-        except KeyboardInterrupt:
-            live = self.live_alias(state)
-            interrupted = replace(report, outcome="interrupted", routing_after=live.routing,
-                                  detail=f"stopped by Ctrl-C during the bake; traffic stays at "
-                                         f"{live.routing.describe()}")
-            raise self._failed(interrupted, started) from None
-        if verdict.status == "inconclusive":
-            paused = replace(report, outcome="paused", alarms=alarms, verdict=verdict,
-                             detail=(f"{'; '.join(verdict.reasons)}; traffic stays at "
-                                     f"{state.routing.describe()}: rerun `invoke rollout` (it "
-                                     "starts from its first step) or `invoke rollback`"))
-            raise self._failed(paused, started)
-        return replace(report, alarms=alarms, verdict=verdict)
-
-    def _analyse(self, state: StackState, window_start: datetime) -> tuple[dict[str, str], Verdict]:
-        cloudwatch = self.clients["cloudwatch"]
-        alarms = aws.alarm_states(cloudwatch, state["alarm_names"])
-        alarm_verdict = judge_alarms(alarms)
-        if alarm_verdict.status == "fail":
-            return alarms, alarm_verdict
-        # Whole minutes (Lambda's metric period) covering the bake so far.
-        start = window_start.replace(second=0, microsecond=0)
-        end = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        metrics = {version: aws.version_metrics(cloudwatch, state["function_name"],
-                                                state["alias_name"], version, start, end)
-                   for version in (state.candidate_version, state.routing.primary_version)}
-        return alarms, judge_canary(metrics[state.candidate_version],
-                                    metrics[state.routing.primary_version],
-                                    self.environment.alarms)
-
-    def status(self) -> dict[str, Any]:
-        """Live routing, Terraform's view, drift, alarms, endpoint and the last phase."""
-        state = self.stack_state()
-        if not state.deployed:
-            return {"environment": self.environment.name, "deployed": False,
-                    "last_phase": self.history.last(self.environment.name)}
-        live = self.live_alias(state)
-        # Terraform's own view: anything in the stack changed outside it, not only the alias.
-        last_applied = PhaseVariables(float(state["canary_weight"]), state.stable_version)
-        plan_refused = None
-        try:
-            terraform_drift = self.terraform.drift(last_applied.as_terraform())
-        except APPLY_ERRORS as error:
-            # E.g. after an alarm rollback the last phase's variables give a quarantined version
-            # traffic: the stack refuses that plan, which is worth showing, not failing on.
-            plan_refused = _refusal(error, last_applied)
-            if plan_refused is None:
-                raise
-            terraform_drift = None
-        return {
-            "environment": self.environment.name,
-            "deployed": True,
-            "endpoint": state["api_url"],
-            "function_name": state["function_name"],
-            "candidate_version": state.candidate_version,
-            "stable_version": state.stable_version,
-            "terraform_routing": state.routing.to_dict(),
-            "live_routing": live.routing.to_dict(),
-            "live_routing_text": live.routing.describe(),
-            # Versions a rollback took traffic from: no plan gives them traffic until lifted.
-            "quarantined": {version: {"reason": entry.reason, "at": entry.at}
-                            for version, entry in self._quarantined(state).items()},
-            "drift": live.routing != state.routing or bool(terraform_drift),
-            # Resource addresses a plan with the last applied variables would change (None: not
-            # checked, e.g. --remote).
-            "terraform_drift": terraform_drift,
-            # Why the stack refuses a plan with the last applied variables (None: it does not).
-            "plan_refused": plan_refused,
-            "rolled_back_by_alarm": (live.description
-                                     if live.description.startswith(ALARM_ROLLBACK_PREFIX) else None),
-            "alarms": aws.alarm_states(self.clients["cloudwatch"], state["alarm_names"]),
-            "last_phase": self.history.last(self.environment.name),
-        }
+        # A first apply that did not finish, or a stack from before an output existed: what a
+        # deploy needs is the live alias, found by the names the stack gives it, and its apply
+        # puts every output in place.
+        environment = context.environment
+        return None, aws.find_alias(context.clients["lambda"], environment.function_name,
+                                    ALIAS_NAME)
+    return stack, context.live_alias(stack) if stack else None
 
 
-def _refusal(error: Exception, variables: PhaseVariables) -> str | None:
+def read_deployed_stack(context: ReleaseContext) -> StackOutputs:
+    """The stack's outputs after an apply (which always publishes a version)."""
+    stack = context.read_stack()
+    if stack is None:
+        raise MissingOutputError(
+            f"the {context.environment.name} stack has no candidate_version output after its "
+            "apply: check that the stack applied is this environment's")
+    return stack
+
+
+def _alarm_rollback(context: ReleaseContext, stack: StackOutputs | None, live: LiveAlias | None,
+                    kind: Phase, force: bool) -> str:
+    """What the auto-rollback function did to the alias since the last phase ("" if nothing).
+
+    The first phase to see it records it in the history; only `invoke rollback` (or force)
+    goes on from there, and its apply puts Terraform's description back on the alias.
+    """
+    if live is None or not live.description.startswith(ALARM_ROLLBACK_PREFIX):
+        return ""
+    alarm = live.description.removeprefix(ALARM_ROLLBACK_PREFIX).split(" at ")[0]
+    environment = context.environment.name
+    if not any(record["detail"] == live.description and record["caller"] == f"alarm {alarm}"
+               for record in context.history.read(environment)):
+        context.history.append(PhaseRecord(
+            time=utc_timestamp(), environment=environment, caller=f"alarm {alarm}",
+            phase=Phase.ROLLBACK, routing_before=stack.routing.to_dict() if stack else {},
+            routing_after=live.routing.to_dict(),
+            candidate_version=stack.candidate_version if stack else "",
+            stable_version=live.routing.primary_version, smoke=None, alarms=None,
+            outcome=Outcome.ROLLED_BACK, detail=live.description, duration_seconds=0.0))
+    if kind != Phase.ROLLBACK and not force:
+        raise PhaseInputError(f"the alias was {live.description}; acknowledge it with "
+                              "`invoke rollback` (brings Terraform's state in line), or pass "
+                              "--force")
+    return live.description
+
+
+def _check(context: ReleaseContext, report: PhaseReport, after: StackOutputs) -> PhaseReport:
+    """Wait for the live alias, then smoke-test and read the alarms."""
+    options = context.options
+    reasons: list[str] = []
+    context.progress.status(f"waiting for the live alias to show {after.routing.describe()}")
+    try:
+        aws.wait_for_routing(context.clients["lambda"], after.function_name, after.alias_name,
+                             after.routing, timeout=options.routing_timeout,
+                             interval=options.routing_interval, sleep=context.sleep,
+                             clock=context.clock)
+    except RoutingTimeout as error:
+        return replace(report, outcome=Outcome.FAILED, detail=str(error))
+    smoke = None
+    if options.smoke:
+        smoke = _smoke(context, after)
+        reasons += smoke.reasons
+    alarms = aws.alarm_states(context.clients["cloudwatch"], after.alarm_names)
+    alarm_verdict = judge_alarms(alarms)
+    # A rollback is the answer to a firing alarm, which takes minutes to clear: its states
+    # are recorded, but they judge only the phases that send traffic to the candidate.
+    if alarm_verdict.status == "fail" and report.phase in FORWARD_PHASES:
+        reasons += alarm_verdict.reasons
+    return replace(report, smoke=smoke, alarms=alarms,
+                   outcome=Outcome.FAILED if reasons else Outcome.SUCCEEDED,
+                   detail="; ".join(reasons))
+
+
+def _smoke(context: ReleaseContext, stack: StackOutputs) -> SmokeResult:
+    """The statistical smoke check against the stack's endpoint and intended split."""
+    routing = stack.routing
+    stable = routing.primary_version if routing.primary_version != stack.candidate_version else None
+    url = context.options.smoke_url or stack.api_url
+    context.progress.status(f"smoke-testing {url}")
+    return smoke_check(
+        url, expected_weight=stack.candidate_share,
+        candidate_version=stack.candidate_version, stable_version=stable,
+        requests=context.options.smoke_requests, concurrency=context.options.smoke_concurrency,
+        on_response=context.progress.smoke_progress)
+
+
+# ---------------------------------------------------------------------- failure paths
+
+def return_to_stable(context: ReleaseContext, report: PhaseReport, stable_version: str,
+              stack: StackOutputs) -> PhaseReport:
+    """Send all traffic back to `stable_version`: through Terraform, else one UpdateAlias."""
+    target = Routing(stable_version)
+    options = context.options
+    context.progress.status(f"check failed ({report.detail}); rolling back to {target.describe()}")
+    try:
+        context.applier.apply_variables(PhaseVariables(0.0, stable_version).as_terraform())
+        how = "rolled back through Terraform"
+    except ReleaseError as error:
+        live = aws.fast_rollback(context.clients["lambda"], stack.function_name, stack.alias_name,
+                                 stable_version)
+        how = (f"Terraform could not roll back ({error}); traffic restored with one "
+               "UpdateAlias call; run `invoke rollback` to bring Terraform's state in line")
+        return replace(report, outcome=Outcome.ROLLED_BACK, routing_after=live.routing,
+                       detail=f"{report.detail}; {how}")
+    live = aws.wait_for_routing(context.clients["lambda"], stack.function_name, stack.alias_name,
+                                target, timeout=options.routing_timeout,
+                                interval=options.routing_interval, sleep=context.sleep,
+                                clock=context.clock)
+    return replace(report, outcome=Outcome.ROLLED_BACK, routing_after=live.routing,
+                   detail=f"{report.detail}; {how} to {target.describe()}")
+
+
+def _after_failed_apply(context: ReleaseContext, report: PhaseReport, before: LiveAlias | None,
+                        error: Exception) -> PhaseReport:
+    """Terraform keeps what a failed apply changed: put the live alias back if it moved.
+
+    The report names what the live function and alias show, not Terraform's last outputs: a
+    failed apply may already have published a new version."""
+    detail = f"{error}"
+    if before is None:
+        return replace(report, detail=f"{detail}; nothing was serving traffic before")
+    lambda_client = context.clients["lambda"]
+    try:
+        now = aws.read_alias(lambda_client, before.function_name, before.alias_name)
+        published = aws.latest_published_version(lambda_client, before.function_name)
+        report = replace(report, candidate_version=published or report.candidate_version)
+        if now.routing == before.routing:
+            return replace(report, routing_after=now.routing,
+                           detail=f"{detail}; live alias unchanged at {now.routing.describe()}")
+        restored = aws.set_routing(lambda_client, before.function_name, before.alias_name,
+                                   before.routing, revision_id=now.revision_id)
+    except AwsError as aws_error:
+        return replace(report, detail=f"{detail}; could not check the live alias ({aws_error}): "
+                                      "run `invoke status` before anything else")
+    return replace(report, routing_after=restored.routing,
+                   detail=(f"{detail}; live alias restored from {now.routing.describe()} to "
+                           f"{restored.routing.describe()}; run `invoke rollback` or rerun "
+                           "the phase to bring Terraform's state in line"))
+
+
+def _interrupted(context: ReleaseContext, report: PhaseReport,
+                 before: StackOutputs | None) -> PhaseReport:
+    stack = context.read_stack() or before
+    live = context.live_alias(stack) if stack else None
+    where = live.routing.describe() if live else "nothing deployed"
+    return replace(report, outcome=Outcome.INTERRUPTED,
+                   routing_after=live.routing if live else None,
+                   detail=f"stopped by Ctrl-C during the apply; traffic is at {where}: rerun "
+                          "the phase or `invoke rollback`")
+
+
+def refusal(error: Exception, variables: PhaseVariables) -> str | None:
     """Why one of the stack's alias preconditions refused the plan; None for other failures."""
     lines = getattr(error, "stderr_tail", ())
     text = " ".join(" ".join([str(error), *lines]).split())
@@ -547,6 +331,101 @@ def _refusal(error: Exception, variables: PhaseVariables) -> str | None:
         return (f"no new version to send traffic to: v{variables.stable_version} already is the "
                 "candidate; merge and deploy new code first")
     quarantined = re.search(re.escape(QUARANTINE_REFUSAL_PREFIX) + r".*?--version [0-9,]+\.", text)
-    if quarantined:
-        return quarantined.group(0)
-    return None
+    return quarantined.group(0) if quarantined else None
+
+
+# ---------------------------------------------------------------------- endings
+
+def finish(context: ReleaseContext, report: PhaseReport, started: float) -> PhaseReport:
+    """The report with its duration, recorded in the history."""
+    report = replace(report, duration_seconds=context.clock() - started)
+    context.history.append(report.record())
+    return report
+
+
+def failed(context: ReleaseContext, report: PhaseReport, started: float) -> PhaseFailed:
+    """The failure to raise for a phase that did not succeed, recorded in the history."""
+    return PhaseFailed(finish(context, report, started))
+
+
+# ---------------------------------------------------------------------- commands like a phase
+
+def fast_rollback(context: ReleaseContext) -> tuple[LiveAlias, float]:
+    """One UpdateAlias to the stable version before Terraform runs; returns it and its time.
+
+    The update carries the revision the alias was read at: Lambda refuses it if anyone changed
+    the alias since, rather than overwrite a newer release."""
+    stack = context.read_stack()
+    if stack is None:
+        raise PhaseInputError(f"nothing to roll back in {context.environment.name}: nothing is "
+                              "deployed yet")
+    live = context.live_alias(stack)
+    variables = plan_variables(Phase.ROLLBACK, stack, live.routing)
+    context.progress.status(f"fast rollback: UpdateAlias to v{variables.stable_version}")
+    started = context.clock()
+    updated = aws.fast_rollback(context.clients["lambda"], stack.function_name, stack.alias_name,
+                                variables.stable_version, revision_id=live.revision_id)
+    elapsed = context.clock() - started
+    _quarantine(context, stack, live, variables.stable_version)
+    return updated, elapsed
+
+
+def _quarantine(context: ReleaseContext, stack: StackOutputs, live: LiveAlias,
+                stable_version: str) -> None:
+    """Record the versions `rollback --fast` took traffic from, so that no later plan (a VCS
+    run, `cdktf deploy`) gives them traffic again without `invoke release-quarantine`."""
+    taken_from = [version for version in (live.routing.primary_version,
+                                          *live.routing.additional_version_weights)
+                  if version != stable_version]
+    if not stack.quarantine_parameter or not taken_from:
+        return
+    try:
+        aws.quarantine_versions(context.clients["ssm"], stack.quarantine_parameter, taken_from,
+                                f"invoke rollback --fast by {current_caller()}", utc_timestamp())
+    except AwsError as error:
+        raise AwsError(f"traffic is back on v{stable_version}, but recording "
+                       f"{', '.join('v' + version for version in taken_from)} in the quarantine "
+                       f"failed: {error}") from None
+
+
+def run_rollback(context: ReleaseContext, *, fast: bool = False) -> PhaseReport:
+    """All traffic back to the stable version through Terraform. With `fast`, one UpdateAlias
+    takes traffic off the candidate first; if Lambda refuses it, Terraform still rolls back (a
+    stack that cannot be read or has nothing to roll back to fails both ways: no fallback)."""
+    name = context.environment.name
+    if fast:
+        try:
+            live, seconds = fast_rollback(context)
+            context.progress.note(f"rollback {name}: traffic at {live.routing.describe()} after "
+                                  f"one UpdateAlias ({seconds * 1000:.0f} ms); applying so "
+                                  "Terraform's state agrees")
+        except AwsError as error:
+            context.progress.note(f"rollback {name}: fast path failed ({error}); rolling back "
+                                  "through Terraform")
+    return run_phase(context, Phase.ROLLBACK)
+
+
+def run_destroy(context: ReleaseContext) -> PhaseReport:
+    """Remove the environment's stack, recorded in the history like a phase (a failed destroy
+    too, before its error goes on to the caller)."""
+    started = context.clock()
+    try:
+        stack = context.read_stack()
+        live = context.live_alias(stack) if stack else None
+    except ReleaseError:
+        # The record names what served traffic when that can be read; a half-created stack is
+        # destroyed all the same.
+        stack, live = None, None
+    report = PhaseReport(
+        environment=context.environment.name, phase=Phase.DESTROY, outcome=Outcome.FAILED,
+        detail="", variables=None, routing_before=live.routing if live else None,
+        routing_after=None, candidate_version=stack.candidate_version if stack else "",
+        stable_version=stack.stable_version if stack else "")
+    context.progress.status(f"destroy {context.environment.name}: removing every resource")
+    try:
+        summary = context.applier.destroy()
+    except ReleaseError as error:
+        finish(context, replace(report, detail=str(error)), started)
+        raise
+    return finish(context, replace(report, outcome=Outcome.SUCCEEDED, plan_summary=str(summary),
+                                   detail=f"destroyed: {summary}"), started)

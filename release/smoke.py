@@ -25,10 +25,11 @@ import httpx
 
 from release.stats import (
     ALPHA, CONFIDENCE, SettleEvidence, SmokeInputError, SplitTest, check_split,
-    default_request_count, is_finite_number, is_whole_number, latency_summary, validate_weight,
+    default_request_count, is_finite_number, is_whole_number, latency_summary,
 )
+from release.weights import check_weight
 
-__all__ = ["SmokeInputError", "SmokeResult", "smoke_check"]
+__all__ = ["SmokeInputError", "SmokeResult", "check_url", "smoke_check"]
 
 BODY_FIELDS = ("version", "message", "timestamp", "environment", "function_version")
 # Distinct error messages kept in the result; the rest are only counted.
@@ -161,7 +162,7 @@ def smoke_check(url: str, *, expected_weight: float, candidate_version: str | No
     `on_response(done, total)` is called from the calling thread after each measured response,
     e.g. for a progress bar (not during the settle, whose length is not known beforehand).
     """
-    weight = validate_weight(expected_weight)
+    weight = check_weight(expected_weight, "expected_weight")
     _validate(url, requests, concurrency, timeout, max_error_rate, candidate_version,
               stable_version, settle_timeout)
     total = requests if requests is not None else default_request_count(weight)
@@ -187,9 +188,8 @@ def smoke_check(url: str, *, expected_weight: float, candidate_version: str | No
                   stopped_early, candidate, stable)
 
 
-def _validate(url: object, requests: object, concurrency: object, timeout: object,
-              max_error_rate: object, candidate_version: object, stable_version: object,
-              settle_timeout: object) -> None:
+def check_url(url: object) -> None:
+    """An http(s) URL with a host, or SmokeInputError: before a phase applies anything."""
     try:
         parsed = httpx.URL(url) if isinstance(url, str) else None
     except httpx.InvalidURL:
@@ -197,6 +197,12 @@ def _validate(url: object, requests: object, concurrency: object, timeout: objec
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise SmokeInputError(f"url {url!r} is not an http(s) URL: pass the API's full address, "
                               "e.g. the `api_url` Terraform output (https://...)")
+
+
+def _validate(url: object, requests: object, concurrency: object, timeout: object,
+              max_error_rate: object, candidate_version: object, stable_version: object,
+              settle_timeout: object) -> None:
+    check_url(url)
     if requests is not None and not (is_whole_number(requests) and requests >= 1):
         raise SmokeInputError(f"requests {requests!r} must be a whole number >= 1 "
                               "(or left out for the default count)")

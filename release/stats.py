@@ -48,7 +48,9 @@ from typing import Sequence
 
 import numpy
 
+from release.errors import ReleaseError
 from release.stats_table import REQUEST_COUNTS
+from release.weights import check_weight
 
 # scipy.stats is imported where it is used: it takes over a second to load, which commands
 # that never test a split (status, rollback --fast, --help) should not pay.
@@ -73,16 +75,8 @@ MAX_REQUESTS = 2000
 SETTLE_ODDS = 1e6
 
 
-class SmokeInputError(ValueError):
+class SmokeInputError(ReleaseError):
     """A smoke-check argument that cannot be used; the message names the value and the fix."""
-
-
-def validate_weight(weight: object) -> float:
-    """Return `weight` as a float, or raise SmokeInputError unless it is a number from 0 to 1."""
-    if not (is_finite_number(weight) and 0 <= weight <= 1):
-        raise SmokeInputError(f"weight {weight!r} is not a share of traffic: "
-                              "pass a number from 0 to 1, e.g. 0.1 for 10 % on the candidate")
-    return float(weight)
 
 
 def wrong_splits(weight: float) -> tuple[float, ...]:
@@ -113,7 +107,7 @@ def check_split(candidate: int, total: int, expected_weight: float) -> SplitTest
     an exact split and p = 0 for any deviation, so the same rule demands exactly 0 % or 100 %
     candidate there.
     """
-    weight = validate_weight(expected_weight)
+    weight = check_weight(expected_weight, "expected_weight")
     if not (is_whole_number(candidate) and is_whole_number(total)
             and 0 <= candidate <= total and total >= 1):
         raise SmokeInputError(f"split counts {candidate!r} of {total!r} are not usable: "
@@ -145,7 +139,7 @@ def default_request_count(weight: float) -> int:
     `exact_request_count` by test), so a smoke check neither searches nor loads scipy to size
     itself; other weights are searched once per process.
     """
-    weight = validate_weight(weight)
+    weight = check_weight(weight)
     if weight in (0.0, 1.0):
         return EXACT_WEIGHT_REQUESTS
     count = REQUEST_COUNTS.get(weight)

@@ -10,16 +10,19 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from release.config import CONFIG_PATH_VARIABLE, PROJECT_ROOT, ProjectConfig, synth_output_dir
+from release.errors import ReleaseError
 
 SYNTH_INPUTS = ("main.py", "cdktf.json", "uv.lock", "package-lock.json", "modules", "functions")
 IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".terraform"}
 FINGERPRINT_FILE = ".synth-fingerprint"
 
 
-class SynthError(Exception):
+class SynthError(ReleaseError):
     """The CDKTF app failed; the message carries its last error line."""
 
 
@@ -54,5 +57,18 @@ def synthesize(config: ProjectConfig, outdir: Path | None = None) -> None:
     )
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise SynthError(f"synth failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
+        last = lines[-1] if lines else f"exit {result.returncode}"
+        raise SynthError(f"synth failed: {last}")
     (outdir / FINGERPRINT_FILE).write_text(fingerprint(config) + "\n")
+
+
+def refresh(config: ProjectConfig, *, force: bool = False, outdir: Path | None = None,
+            on_status: Callable[[str], None] = lambda text: None) -> float | None:
+    """Synthesize unless the output is up to date (or `force`); the seconds it took, None when
+    it was up to date."""
+    if not force and is_up_to_date(config, outdir):
+        return None
+    started = time.monotonic()
+    on_status("synthesizing the stacks (python main.py)")
+    synthesize(config, outdir)
+    return time.monotonic() - started

@@ -18,10 +18,13 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+
+from release.errors import ReleaseError
 
 BINARY_VARIABLE = "TERRAFORM_BINARY"
 DEFAULT_LOCK_TIMEOUT = "60s"
@@ -33,10 +36,12 @@ DRIFT_PLAN_FILE = "drift.tfplan"
 INIT_FINGERPRINT_FILE = "release-init-fingerprint"
 STDERR_TAIL_LINES = 20
 
-LOCK_FIX = "another Terraform run holds the state lock; wait, or raise the lock timeout with --lock-timeout"
+LOCK_FIX = ("another Terraform run holds the state lock; wait, or raise the lock timeout with "
+            "--lock-timeout")
 # Go duration syntax, which is what -lock-timeout parses.
 _DURATION = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
-_PLAN_SUMMARY = re.compile(r"Plan: (?:\d+ to import, )?(\d+) to add, (\d+) to change, (\d+) to destroy")
+_PLAN_SUMMARY = re.compile(
+    r"Plan: (?:\d+ to import, )?(\d+) to add, (\d+) to change, (\d+) to destroy")
 _VERSION = re.compile(r"v?(\d+\.\d+\.\d+\S*)")
 # The box-drawing frame Terraform puts around diagnostics, even with -no-color.
 _FRAME = "╷│╵ "
@@ -48,7 +53,7 @@ _SOURCE_CONTEXT = re.compile(r"with \S+,$|on \S+ line \d+|\d+:|[├│]")
 DIAGNOSTIC_CHARACTERS = 400
 
 
-class TerraformError(Exception):
+class TerraformError(ReleaseError):
     """A Terraform step failed; `str()` is one line, the full stderr tail is in `stderr_tail`."""
 
     def __init__(self, message: str, *, step: str, exit_code: int | None = None,
@@ -91,17 +96,19 @@ class Plan:
 
 
 def find_binary(binary: str | None = None) -> str:
-    """The absolute path of the Terraform binary: `binary`, else $TERRAFORM_BINARY, else `terraform`."""
+    """The absolute path of the Terraform binary: `binary`, else $TERRAFORM_BINARY, else
+    `terraform`."""
     name = binary or os.environ.get(BINARY_VARIABLE) or "terraform"
     path = shutil.which(name)
     if path is None:
-        raise TerraformError(f"terraform binary {name!r} not found on PATH: install Terraform >= 1.5 "
-                             f"or set {BINARY_VARIABLE}", step="preflight")
+        raise TerraformError(f"terraform binary {name!r} not found on PATH: install Terraform "
+                             f">= 1.5 or set {BINARY_VARIABLE}", step="preflight")
     return path
 
 
 def render_variable(value: str | float | int) -> str:
-    """A `-var` value as Terraform parses it: numbers in plain decimal notation (0.00001, not 1e-05)."""
+    """A `-var` value as Terraform parses it: numbers in plain decimal notation (0.00001, not
+    1e-05)."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise TypeError(f"Terraform variable values are strings or numbers, not {value!r}")
     if isinstance(value, float):
@@ -113,7 +120,8 @@ def render_variable(value: str | float | int) -> str:
 
 
 def init_fingerprint(stack: Mapping[str, Any]) -> str:
-    """A hash of the parts of cdk.tf.json that `terraform init` acts on (backend, providers, modules)."""
+    """A hash of the parts of cdk.tf.json that `terraform init` acts on (backend, providers,
+    modules)."""
     settings = stack.get("terraform", {})
     relevant = {
         "backend": settings.get("backend"),
@@ -126,7 +134,8 @@ def init_fingerprint(stack: Mapping[str, Any]) -> str:
 
 
 def parse_change_summary(lines: Sequence[str]) -> ChangeSummary:
-    """The counts from the last "Plan: ..." line; zero counts for "No changes." or no line at all."""
+    """The counts from the last "Plan: ..." line; zero counts for "No changes." or no line at
+    all."""
     for line in reversed(lines):
         match = _PLAN_SUMMARY.search(line)
         if match:
@@ -148,8 +157,8 @@ class Terraform:
                  lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
                  on_line: Callable[[str], None] | None = None) -> None:
         if not _DURATION.fullmatch(lock_timeout):
-            raise TerraformError(f"lock timeout {lock_timeout!r} is not a duration: use a value such as "
-                                 "60s or 5m for --lock-timeout", step="preflight")
+            raise TerraformError(f"lock timeout {lock_timeout!r} is not a duration: use a value "
+                                 "such as 60s or 5m for --lock-timeout", step="preflight")
         self.stack_dir = Path(stack_dir)
         self.binary = find_binary(binary)
         self.lock_timeout = lock_timeout
@@ -160,8 +169,10 @@ class Terraform:
         return Path(self.binary).name
 
     def version(self) -> str:
-        """The CLI version, e.g. "1.9.8" (from `version -json`, else the first line of `version`)."""
-        result = self._run("version", ["version", "-json"], in_stack=False, stream=False, check=False)
+        """The CLI version, e.g. "1.9.8" (from `version -json`, else the first line of
+        `version`)."""
+        result = self._run("version", ["version", "-json"], in_stack=False, stream=False,
+                           check=False)
         if result.exit_code == 0:
             try:
                 return str(json.loads("\n".join(result.stdout))["terraform_version"])
@@ -171,12 +182,13 @@ class Terraform:
         match = _VERSION.search(result.stdout[0]) if result.stdout else None
         if match is None:
             raise TerraformError(f"cannot read the version from `{self._name} version` "
-                                 f"({(result.stdout or [''])[0]!r}): check that {self.binary} is Terraform "
-                                 f"or OpenTofu", step="version", stderr_tail=result.stderr)
+                                 f"({(result.stdout or [''])[0]!r}): check that {self.binary} is "
+                                 "Terraform or OpenTofu", step="version", stderr_tail=result.stderr)
         return match.group(1)
 
     def init(self) -> bool:
-        """Run `init` unless it already ran for this backend/provider/module setup; True if it ran."""
+        """Run `init` unless it already ran for this backend/provider/module setup; True if it
+        ran."""
         fingerprint = init_fingerprint(self._read_stack())
         fingerprint_file = self.stack_dir / ".terraform" / INIT_FINGERPRINT_FILE
         if fingerprint_file.is_file() and fingerprint_file.read_text().strip() == fingerprint:
@@ -238,10 +250,16 @@ class Terraform:
         return sorted(change["address"] for change in changes
                       if set(change["change"]["actions"]) - {"no-op", "read"})
 
+    def destroy(self) -> ChangeSummary:
+        """Remove every resource of the stack: a destroy plan, then exactly that plan applied."""
+        plan = self.plan({}, destroy=True)
+        self.apply(plan)
+        return plan.summary
+
     def apply(self, plan: Plan) -> None:
         """Apply exactly the saved plan (Terraform refuses it if the state moved on since)."""
-        self._run("apply", ["apply", "-input=false", f"-lock-timeout={self.lock_timeout}", "-no-color",
-                            str(plan.path)])
+        self._run("apply", ["apply", "-input=false", f"-lock-timeout={self.lock_timeout}",
+                            "-no-color", str(plan.path)])
 
     def outputs(self) -> dict[str, Any]:
         """The stack's outputs as name -> value (empty before the first apply)."""
@@ -252,8 +270,9 @@ class Terraform:
             outputs = json.loads(text)
             return {name: output["value"] for name, output in outputs.items()}
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise TerraformError(f"`{self._name} output -json` in {self.stack_dir} printed something that "
-                                 f"is not outputs JSON ({text[:80]!r}): check the Terraform binary",
+            raise TerraformError(f"`{self._name} output -json` in {self.stack_dir} printed "
+                                 f"something that is not outputs JSON ({text[:80]!r}): check the "
+                                 "Terraform binary",
                                  step="output", exit_code=0, stderr_tail=result.stderr) from None
 
     def _read_stack(self) -> dict[str, Any]:
@@ -272,7 +291,8 @@ class Terraform:
 
     def _run(self, step: str, args: list[str], *, in_stack: bool = True, stream: bool = True,
              check: bool = True, ok_codes: tuple[int, ...] = (0,)) -> _Completed:
-        """Run one command, streaming its output lines to `on_line` from this (the caller's) thread."""
+        """Run one command, streaming its output lines to `on_line` from this (the caller's)
+        thread."""
         try:
             process = subprocess.Popen(
                 [self.binary, *args], cwd=self.stack_dir if in_stack else None,
@@ -321,19 +341,22 @@ class Terraform:
         text = "\n".join(result.stderr + result.stdout)
         message = (f"{self._name} {step} failed (exit {result.exit_code}) in {self.stack_dir}: "
                    f"{diagnostic(output)}")
-        details = {"step": step, "exit_code": result.exit_code, "stderr_tail": output[-STDERR_TAIL_LINES:]}
+        tail = output[-STDERR_TAIL_LINES:]
         if "Error acquiring the state lock" in text:
-            return TerraformLockError(f"{message}; {LOCK_FIX}", **details)
+            return TerraformLockError(f"{message}; {LOCK_FIX}", step=step,
+                                      exit_code=result.exit_code, stderr_tail=tail)
         fixes = {
-            "Backend configuration changed": f"the state backend changed since the last init: run "
-                                             f"`{self._name} init -migrate-state` in {self.stack_dir} "
-                                             "to move the state there",
-            "Saved plan is stale": "the state changed after the plan was made: run the command again",
+            "Backend configuration changed": f"the state backend changed since the last init: "
+                                             f"run `{self._name} init -migrate-state` in "
+                                             f"{self.stack_dir} to move the state there",
+            "Saved plan is stale": "the state changed after the plan was made: run the command "
+                                   "again",
             "No valid credential sources found": "configure AWS credentials (AWS_PROFILE, or "
                                                  "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
         }
         fix = next((fix for marker, fix in fixes.items() if marker in text), None)
-        return TerraformError(f"{message}; {fix}" if fix else message, **details)
+        return TerraformError(f"{message}; {fix}" if fix else message, step=step,
+                              exit_code=result.exit_code, stderr_tail=tail)
 
 
 def diagnostic(lines: Sequence[str]) -> str:
@@ -352,6 +375,8 @@ def diagnostic(lines: Sequence[str]) -> str:
         text = " ".join(line.split())
         detail = " ".join(" ".join(explanation).split())
         text = f"{text}: {detail}" if detail else text
-        return text if len(text) <= DIAGNOSTIC_CHARACTERS else text[:DIAGNOSTIC_CHARACTERS - 1] + "…"
+        if len(text) > DIAGNOSTIC_CHARACTERS:
+            text = text[:DIAGNOSTIC_CHARACTERS - 1] + "…"
+        return text
     return next((line.strip(_FRAME) for line in reversed(lines) if line.strip(_FRAME)),
                 "no error output")

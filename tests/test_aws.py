@@ -14,6 +14,7 @@ from release.aws import (NO_CREDENTIALS, AccountNotReady, AwsError, Routing, Rou
                          RoutingTimeout, alarm_states, client, fast_rollback, first_alarm_since,
                          preflight_account, preflight_credentials, read_alias, reservation_room,
                          version_metrics, wait_for_routing)
+from release.errors import ReleaseError
 
 FN = "deploy-patterns-demo-dev"
 ALIAS = "production"
@@ -65,9 +66,10 @@ def test_routing_weights_compare_with_a_tolerance_for_api_rounding():
 
 
 @pytest.mark.parametrize("weights, named", [({"4": 0.1, "5": 0.1}, "at most one"),
-                                            ({"4": 1.5}, "1.5"), ({"3": 0.5}, "both primary")])
+                                            ({"4": 1.5}, "weight of version 4 = 1.5"),
+                                            ({"3": 0.5}, "both primary")])
 def test_routing_refuses_what_an_alias_cannot_do(weights, named):
-    with pytest.raises(RoutingError, match=named):
+    with pytest.raises(ReleaseError, match=named):
         Routing("3", weights)
 
 

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from release.config import (
     CONFIG_PATH_VARIABLE,
     LOG_RETENTION_DAYS,
@@ -24,6 +24,8 @@ CONFIG_PATH = Path("/somewhere/environments.toml")
 DEFAULTS = '[defaults]\nregion = "eu-west-1"\nfunction_name = "demo-fn"\n'
 THRESHOLDS = ("error_rate_percent", "canary_error_rate_percent", "p99_duration_ms", "throttles",
               "api_5xx_rate_percent")
+PERCENTAGES = ("error_rate_percent", "canary_error_rate_percent", "api_5xx_rate_percent")
+SHARE = "(a share: 0.1 is 10 %)"
 
 
 def prod(*lines: str) -> str:
@@ -101,7 +103,8 @@ function = { memory_mb = 1024 }
 alarms = { throttles = 1 }
 """, CONFIG_PATH)
     dev, prod_config = config.environment("dev"), config.environment("prod")
-    assert (dev.region, dev.function.memory_mb, dev.function.timeout_seconds) == ("eu-west-1", 512, 20)
+    assert (dev.region, dev.function.memory_mb, dev.function.timeout_seconds) == (
+        "eu-west-1", 512, 20)
     assert (prod_config.region, prod_config.function.memory_mb,
             prod_config.function.timeout_seconds) == ("us-east-1", 1024, 20)
     assert prod_config.tags == {"team": "payments-oncall", "cost-centre": "42"}
@@ -145,14 +148,25 @@ BAD_VALUES = {
        for name in THRESHOLDS for value in (0, -5)},
     "evaluation periods 0": (
         prod("alarms = { evaluation_periods = 0 }"),
-        "environments.toml: prod.alarms.evaluation_periods = 0: must be a whole number from 1 to 60"),
+        "environments.toml: prod.alarms.evaluation_periods = 0: "
+        "must be a whole number from 1 to 60"),
     "more datapoints than periods": (
         prod("alarms = { evaluation_periods = 2, datapoints_to_alarm = 3 }"),
-        "environments.toml: prod.alarms.datapoints_to_alarm = 3: must be a whole number from 1 to 2"),
-    "error rate above 100 %": (
-        prod("alarms = { error_rate_percent = 150 }"),
-        "environments.toml: prod.alarms.error_rate_percent = 150.0: "
-        "must be a percentage from 0 (exclusive) to 100"),
+        "environments.toml: prod.alarms.datapoints_to_alarm = 3: "
+        "must be a whole number from 1 to 2"),
+    **{f"{name} above 100 %": (
+        prod(f"alarms = {{ {name} = 150 }}"),
+        f"environments.toml: prod.alarms.{name} = 150.0: "
+        "must be a percentage from 0 (exclusive) to 100")
+       for name in PERCENTAGES},
+    "evaluation periods 61": (
+        prod("alarms = { evaluation_periods = 61 }"),
+        "environments.toml: prod.alarms.evaluation_periods = 61: "
+        "must be a whole number from 1 to 60"),
+    "datapoints 0": (
+        prod("alarms = { datapoints_to_alarm = 0 }"),
+        "environments.toml: prod.alarms.datapoints_to_alarm = 0: "
+        "must be a whole number from 1 to 3"),
     "empty API path": (
         prod('api = { path = "" }'),
         "environments.toml: prod.api.path = '': "
@@ -161,31 +175,91 @@ BAD_VALUES = {
         prod('api = { path = "demo/v2" }'),
         "environments.toml: prod.api.path = 'demo/v2': "
         "must be one non-empty path segment of letters, digits and . _ ~ -"),
-    "memory 64": (
-        prod("function = { memory_mb = 64 }"),
-        "environments.toml: prod.function.memory_mb = 64: must be a whole number from 128 to 10240"),
+    **{f"memory {memory}": (
+        prod(f"function = {{ memory_mb = {memory} }}"),
+        f"environments.toml: prod.function.memory_mb = {memory}: "
+        "must be a whole number from 128 to 10240")
+       for memory in (64, 10241)},
+    **{f"timeout {seconds}": (
+        prod(f"function = {{ timeout_seconds = {seconds} }}"),
+        f"environments.toml: prod.function.timeout_seconds = {seconds}: "
+        "must be a whole number from 1 to 900")
+       for seconds in (0, 901)},
+    "negative reserved concurrency": (
+        prod("function = { reserved_concurrency = -1 }"),
+        "environments.toml: prod.function.reserved_concurrency = -1: "
+        "must be a whole number from 0 to 100000"),
+    "function source that is no folder": (
+        prod('function = { source = "nowhere" }'),
+        "environments.toml: prod.function.source = 'nowhere': must name a folder under functions/"),
+    "handler without a module": (
+        prod('function = { handler = "handler" }'),
+        "environments.toml: prod.function.handler = 'handler': must look like module.function"),
+    "unknown runtime": (
+        prod('function = { runtime = "python2.7" }'),
+        "environments.toml: prod.function.runtime = 'python2.7': must be one of python3.11, "
+        "python3.12, python3.13, python3.14"),
+    "AWS_ environment variable": (
+        prod('function = { environment = { AWS_REGION = "x" } }'),
+        "environments.toml: prod.function.environment = 'AWS_REGION': "
+        "variable names are letters, digits and _, not AWS_*"),
+    "negative fault rate": (
+        prod("function = { fault_rate = -0.5 }"),
+        f"environments.toml: prod.function.fault_rate = -0.5: "
+        f"must be a number from 0 to 1 {SHARE}"),
+    "stage name with a dash": (
+        prod('api = { stage_name = "my-stage" }'),
+        "environments.toml: prod.api.stage_name = 'my-stage': must be 1-128 letters, digits or _"),
+    "throttling rate 0": (
+        prod("api = { throttling_rate_limit = 0 }"),
+        "environments.toml: prod.api.throttling_rate_limit = 0.0: must be a number > 0"),
+    **{f"throttling burst {burst}": (
+        prod(f"api = {{ throttling_burst_limit = {burst} }}"),
+        f"environments.toml: prod.api.throttling_burst_limit = {burst}: "
+        "must be a whole number from 1 to 5000")
+       for burst in (0, 5001)},
+    "bake longer than a day": (
+        prod("rollout = { bake_seconds = 86401 }"),
+        "environments.toml: prod.rollout.bake_seconds = 86401: "
+        "must be a whole number from 0 to 86400"),
+    "backend address that is no URL": (
+        prod('backend = { type = "cloud", organization = "acme", workspace = "w", '
+             'address = "tfe.example.com" }'),
+        "environments.toml: prod.backend.address = 'tfe.example.com': "
+        "must be a URL such as https://tfe.example.com"),
+    "backend region": (
+        prod('backend = { type = "s3", bucket = "team-state", region = "europe" }'),
+        "environments.toml: prod.backend.region = 'europe': "
+        "must be an AWS region such as eu-west-1"),
+    "environment named like an account stack": (
+        DEFAULTS + "[environments.account-eu]\n",
+        "environments.toml: account-eu.name = 'account-eu': names starting with 'account-' belong "
+        "to the account bootstrap stacks"),
     "log retention 8": (
         prod("function = { log_retention_days = 8 }"),
         "environments.toml: prod.function.log_retention_days = 8: must be a CloudWatch Logs "
         "retention: " + ", ".join(map(str, LOG_RETENTION_DAYS))),
     "steps not ascending": (
         prod("rollout = { steps = [0.5, 0.25, 1.0] }"),
-        "environments.toml: prod.rollout.steps = [0.5, 0.25, 1.0]: steps must be strictly ascending"),
+        "environments.toml: prod.rollout.steps = [0.5, 0.25, 1.0]: "
+        "steps must be strictly ascending"),
     "steps repeating a weight": (
         prod("rollout = { steps = [0.5, 0.5, 1.0] }"),
-        "environments.toml: prod.rollout.steps = [0.5, 0.5, 1.0]: steps must be strictly ascending"),
+        "environments.toml: prod.rollout.steps = [0.5, 0.5, 1.0]: "
+        "steps must be strictly ascending"),
     "step of 0": (
         prod("rollout = { steps = [0, 0.5, 1] }"),
-        "environments.toml: prod.rollout.steps = [0.0, 0.5, 1.0]: step 0.0 must be a number in (0, 1]"),
+        f"environments.toml: prod.rollout.steps[0] = 0.0: must be a number in (0, 1] {SHARE}"),
     "step above 1": (
         prod("rollout = { steps = [0.5, 1.5] }"),
-        "environments.toml: prod.rollout.steps = [0.5, 1.5]: step 1.5 must be a number in (0, 1]"),
+        f"environments.toml: prod.rollout.steps[1] = 1.5: must be a number in (0, 1] {SHARE}"),
     "negative step": (
         prod("rollout = { steps = [-0.1, 1.0] }"),
-        "environments.toml: prod.rollout.steps = [-0.1, 1.0]: step -0.1 must be a number in (0, 1]"),
+        f"environments.toml: prod.rollout.steps[0] = -0.1: must be a number in (0, 1] {SHARE}"),
     "steps not ending at 1": (
         prod("rollout = { steps = [0.1, 0.5] }"),
-        "environments.toml: prod.rollout.steps = [0.1, 0.5]: the last step must be 1 (all traffic)"),
+        "environments.toml: prod.rollout.steps = [0.1, 0.5]: "
+        "the last step must be 1 (all traffic)"),
     "no steps": (
         prod("rollout = { steps = [] }"),
         "environments.toml: prod.rollout.steps = []: needs at least one step, e.g. [0.1, 1.0]"),
@@ -235,7 +309,7 @@ BAD_VALUES = {
         "environments.toml: prod.backend.type = 'gcs': must be one of local, s3, cloud"),
     "fault rate above 1": (
         prod("function = { fault_rate = 1.5 }"),
-        "environments.toml: prod.function.fault_rate = 1.5: must be a number from 0 to 1"),
+        f"environments.toml: prod.function.fault_rate = 1.5: must be a number from 0 to 1 {SHARE}"),
     "environment name with capitals": (
         DEFAULTS + "[environments.Prod]\n",
         "environments.toml: Prod.name = 'Prod': environment names are 1-32 lowercase letters, "
@@ -275,7 +349,8 @@ UNKNOWN_KEYS = {
 }
 
 
-@pytest.mark.parametrize(("text", "start", "suggestion"), UNKNOWN_KEYS.values(), ids=UNKNOWN_KEYS.keys())
+@pytest.mark.parametrize(("text", "start", "suggestion"), UNKNOWN_KEYS.values(),
+                         ids=UNKNOWN_KEYS.keys())
 def test_unknown_key_is_named_with_the_allowed_keys(text, start, suggestion):
     message = config_error(text)
     assert message.startswith(start)

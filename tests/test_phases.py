@@ -1,39 +1,47 @@
-"""Phase planning as pure functions: every row of the routing table, every command."""
-
-import math
+"""Phase planning as pure functions: every row of the routing table, every command; and the
+stack outputs it plans from."""
 
 import pytest
-
-from release.aws import Routing
-from release.phases import (PhaseInputError, PhaseVariables, StackState, parse_steps, parse_weight,
-                            plan_variables, routing_for)
 from test_traffic_policy import ROUTING_TABLE
 
+from release.aws import Routing
+from release.outputs import MissingOutputError, StackOutputs
+from release.phases import PhaseInputError, PhaseVariables, parse_steps, plan_variables, routing_for
 
-def state(candidate="4", stable="3", weight=0.0, **extra):
+
+def outputs(candidate="4", stable="3", weight=0.0):
+    """`terraform output -json` values of a deployed stack."""
     routing = routing_for(candidate, stable, weight)
-    return StackState({"candidate_version": candidate, "stable_version": stable,
-                       "canary_weight": weight, "primary_version": routing.primary_version,
-                       "additional_version_weights": dict(routing.additional_version_weights),
-                       **extra})
+    return {"candidate_version": candidate, "stable_version": stable, "canary_weight": weight,
+            "primary_version": routing.primary_version,
+            "additional_version_weights": dict(routing.additional_version_weights),
+            "function_name": "demo-prod", "alias_name": "production",
+            "api_url": "https://abc.example.com/prod/demo", "alarm_names": ["demo-prod-errors"],
+            "region": "eu-west-1"}
 
 
-@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks", ROUTING_TABLE)
-def test_python_routing_matches_the_terraform_module(stable, weight, candidate, primary, weights, phase,
-                                                     blocks):
+def state(candidate="4", stable="3", weight=0.0):
+    return StackOutputs.parse(outputs(candidate, stable, weight), "prod")
+
+
+@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks",
+                         ROUTING_TABLE)
+def test_python_routing_matches_the_terraform_module(stable, weight, candidate, primary, weights,
+                                                     phase, blocks):
     # The same table test_traffic_policy.py runs through Terraform 1.0.3.
     assert routing_for(candidate, stable, weight) == Routing(primary, weights)
 
 
 def test_first_deployment_has_no_stable_version():
-    assert plan_variables("deploy", StackState({}), None) == PhaseVariables(0.0, "")
+    assert plan_variables("deploy", None, None) == PhaseVariables(0.0, "")
 
 
-@pytest.mark.parametrize("kind, weight", [("canary", 0.1), ("rollout-step", 0.1), ("promote", None)])
+@pytest.mark.parametrize("kind, weight",
+                         [("canary", 0.1), ("rollout-step", 0.1), ("promote", None)])
 def test_phases_that_need_a_stable_version_refuse_a_never_deployed_stack(kind, weight):
     # Terraform's first-deployment row would give the new code all traffic at once.
     with pytest.raises(PhaseInputError, match="nothing is deployed yet: run `invoke deploy` first"):
-        plan_variables(kind, StackState({}), None, weight)
+        plan_variables(kind, None, None, weight)
 
 
 def test_canary_keeps_the_live_primary_as_stable():
@@ -81,19 +89,6 @@ def test_deploy_refuses_to_end_a_running_canary():
         plan_variables("deploy", state(weight=0.1), Routing("3", {"4": 0.1}))
 
 
-@pytest.mark.parametrize("text", ["1.5", "-0.1", "nan", "inf", "abc", "", "1e9"])
-def test_bad_weights_are_refused_with_the_value_and_the_fix(text):
-    with pytest.raises(PhaseInputError) as error:
-        parse_weight(text)
-    message = str(error.value)
-    assert repr(text) in message and "from 0 to 1" in message and "\n" not in message
-
-
-@pytest.mark.parametrize("text, expected", [("0", 0.0), ("0.1", 0.1), ("1", 1.0), (0.25, 0.25)])
-def test_good_weights(text, expected):
-    assert parse_weight(text) == expected
-
-
 @pytest.mark.parametrize("text", ["0.5,0.25,1", "0,0.5,1", "0.1,0.5", "0.1,1.5", "0.1,nan,1",
                                   "0.1,,1", "0.5,0.5,1"])
 def test_bad_steps_are_refused(text):
@@ -110,7 +105,29 @@ def test_candidate_share_follows_the_routing():
     assert state(weight=1).candidate_share == 1.0
     assert state(weight=0).candidate_share == 0.0
     assert state(stable="").candidate_share == 1.0
-    assert not math.isnan(StackState({}).candidate_share)
+
+
+def test_outputs_before_the_first_deployment_are_no_stack():
+    assert StackOutputs.parse({}, "prod") is None
+
+
+def test_outputs_are_typed_once():
+    stack = StackOutputs.parse(outputs(weight=0.1), "prod")
+    assert stack == StackOutputs(
+        function_name="demo-prod", alias_name="production",
+        api_url="https://abc.example.com/prod/demo", candidate_version="4", stable_version="3",
+        canary_weight=0.1, routing=Routing("3", {"4": 0.1}), alarm_names=("demo-prod-errors",))
+
+
+@pytest.mark.parametrize("name", ["function_name", "alias_name", "api_url", "stable_version",
+                                  "canary_weight", "primary_version", "additional_version_weights",
+                                  "alarm_names"])
+def test_a_missing_output_is_named_with_the_fix(name):
+    broken = {key: value for key, value in outputs().items() if key != name}
+    with pytest.raises(MissingOutputError) as error:
+        StackOutputs.parse(broken, "prod")
+    assert str(error.value).startswith(f"the prod stack has no `{name}` output")
+    assert str(error.value).endswith("apply it again with `invoke deploy --env prod`")
 
 
 def test_committed_canary_takes_the_live_primary_or_the_flag():

@@ -13,8 +13,9 @@ from release import aws, quarantine
 from release.aws import AwsError, LiveAlias, QuarantineEntry, Routing
 from release.config import QUARANTINE_REFUSAL_PREFIX
 from release.history import ReleaseHistory
-from release.phases import PhaseVariables, StackState
-from release.runner import _refusal
+from release.outputs import StackOutputs
+from release.phases import PhaseVariables
+from release.runner import refusal
 from release.terraform import TerraformError
 
 PARAMETER = "/demo-staging/release/quarantined-versions"
@@ -68,16 +69,19 @@ def test_version_argument_refused_with_the_fix(value):
                                         "its number, e.g. --version 7")
 
 
-def stack_state(**outputs) -> StackState:
-    return StackState({"candidate_version": "6", "stable_version": "5", "primary_version": "5",
-                       "additional_version_weights": {}, **outputs})
+def stack_outputs(quarantine_parameter: str = "") -> StackOutputs:
+    return StackOutputs(
+        function_name="demo-staging", alias_name="production", api_url="https://example.test/demo",
+        candidate_version="6", stable_version="5", canary_weight=0.0, routing=Routing("5"),
+        alarm_names=("demo-staging-canary-error-rate",),
+        quarantine_parameter=quarantine_parameter)
 
 
 def test_lifting_is_recorded_in_the_history(fake_aws: FakeAws, tmp_path):
     aws.quarantine_versions(fake_aws.ssm_client, PARAMETER, ["6"], "alarm x", "t1")
     history = ReleaseHistory(tmp_path / "history.jsonl")
     live = LiveAlias("demo-staging", "production", Routing("5"), "rev", "")
-    lifted, record = quarantine.lift("staging", stack_state(quarantine_parameter=PARAMETER), live,
+    lifted, record = quarantine.lift("staging", stack_outputs(PARAMETER), live,
                                      fake_aws.ssm_client, history, "6")
     assert lifted == QuarantineEntry("6", "alarm x", "t1")
     [written] = history.read("staging")
@@ -92,11 +96,11 @@ def test_lifting_is_recorded_in_the_history(fake_aws: FakeAws, tmp_path):
 def test_a_stack_without_the_quarantine_output_says_what_to_do(fake_aws: FakeAws, tmp_path):
     history = ReleaseHistory(tmp_path / "history.jsonl")
     with pytest.raises(quarantine.QuarantineInputError, match="run `invoke deploy --env staging`"):
-        quarantine.lift("staging", stack_state(), None, fake_aws.ssm_client, history, "6")
+        quarantine.lift("staging", stack_outputs(), None, fake_aws.ssm_client, history, "6")
     assert history.read() == []
 
 
-def test_the_runner_reports_the_stacks_quarantine_refusal():
+def test_the_runner_reports_the_stacks_quarantinerefusal():
     # Terraform wraps the message over lines; the runner's detail is the whole of it.
     message = (f"{QUARANTINE_REFUSAL_PREFIX}: v6 (rolled back by alarm demo-canary-error-rate at "
                "2026-12-01T10:00:00Z). Keep it out: apply canary_weight = 0 with the previous "
@@ -106,7 +110,7 @@ def test_the_runner_reports_the_stacks_quarantine_refusal():
     wrapped = [" ".join(words[start:start + 9]) for start in range(0, len(words), 9)]
     error = TerraformError("terraform plan failed", step="plan", exit_code=1,
                            stderr_tail=["Error: Resource precondition failed", "", *wrapped])
-    assert _refusal(error, PhaseVariables(0.1, "5")) == message
+    assert refusal(error, PhaseVariables(0.1, "5")) == message
     other = TerraformError("terraform plan failed", step="plan", exit_code=1,
                            stderr_tail=["Error: creating Lambda alias: AccessDenied"])
-    assert _refusal(other, PhaseVariables(0.1, "5")) is None
+    assert refusal(other, PhaseVariables(0.1, "5")) is None

@@ -7,19 +7,21 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PROJECT_ROOT
 from fakes.endpoint import FakeEndpoint
 from fakes.moto_server import REGION
+from fakes.release_world import ALARMS, FUNCTION, AliasFollower
 from fakes.tfc_server import FakeTfc
+
 from release.aws import Routing, client, read_alias
 from release.config import parse_config
+from release.context import ReleaseContext, RunnerOptions
 from release.history import ReleaseHistory
+from release.kinds import Phase
 from release.phases import routing_for
 from release.remote import RemoteTerraform
-from release.runner import PhaseFailed, ReleaseRunner, RunnerOptions
+from release.runner import PhaseFailed, run_phase
 from release.tfc import TfcClient
-from fakes.release_world import ALARMS, FUNCTION, AliasFollower
 
 WORKSPACE = "lambda-dev"
 
@@ -44,13 +46,15 @@ class RemoteWorld:
                 "canary_weight": weight, "stable_version": stable, "alarm_names": ALARMS,
                 "region": REGION}
 
-    def runner(self):
-        environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
+    def context(self):
+        config = parse_config(self.config_path.read_text(), self.config_path)
+        environment = config.environment("dev")
         remote = RemoteTerraform(environment, TfcClient("tfc.test", self.tfc.token,
-                                                        address=self.tfc.address, sleep=lambda s: None))
-        return ReleaseRunner(environment, remote, history=self.history,
-                             options=RunnerOptions(smoke_requests=200, routing_interval=0.01,
-                                                   routing_timeout=5))
+                                                        address=self.tfc.address,
+                                                        sleep=lambda s: None))
+        return ReleaseContext(environment, remote, history=self.history,
+                              options=RunnerOptions(smoke_requests=200, routing_interval=0.01,
+                                                    routing_timeout=5))
 
     def live(self):
         return read_alias(self.lambda_client, FUNCTION, "production").routing
@@ -65,7 +69,8 @@ def remote(fake_aws, tmp_path, monkeypatch):
     fake_aws.deploy(FUNCTION, versions=1, alarm_names=ALARMS)
     with FakeEndpoint(seed=3, stable_version="1", candidate_version="1") as endpoint:
         world = None
-        with FakeTfc(on_apply=lambda workspace, variables: world.apply(workspace, variables)) as tfc:
+        with FakeTfc(on_apply=lambda workspace, variables: world.apply(workspace,
+                                                                        variables)) as tfc:
             tfc.add_workspace(WORKSPACE)
             config_path = tmp_path / "environments.toml"
             config_path.write_text(
@@ -77,13 +82,13 @@ def remote(fake_aws, tmp_path, monkeypatch):
             monkeypatch.setenv("TFE_TOKEN", tfc.token)
             world = RemoteWorld(fake_aws, tfc, endpoint, config_path, tmp_path)
             with AliasFollower(endpoint, world.lambda_client):
-                world.runner().run("deploy")
+                run_phase(world.context(), Phase.DEPLOY)
                 world.candidate = fake_aws.publish_version(FUNCTION)
                 yield world
 
 
 def test_remote_canary_sets_the_workspace_variables_runs_and_checks(remote):
-    report = remote.runner().run("canary", 0.1)
+    report = run_phase(remote.context(), Phase.CANARY, 0.1)
 
     assert report.outcome == "succeeded" and report.smoke.passed
     assert remote.live() == Routing("1", {"2": 0.1})
@@ -96,7 +101,7 @@ def test_remote_canary_sets_the_workspace_variables_runs_and_checks(remote):
 def test_remote_canary_whose_run_errors_is_reported_and_leaves_traffic_alone(remote):
     remote.tfc.script_run("errored")
     with pytest.raises(PhaseFailed) as failure:
-        remote.runner().run("canary", 0.1)
+        run_phase(remote.context(), Phase.CANARY, 0.1)
     report = failure.value.report
     assert report.outcome == "failed"
     assert "errored" in report.detail and "live alias unchanged at v1 100 %" in report.detail
@@ -106,7 +111,7 @@ def test_remote_canary_whose_run_errors_is_reported_and_leaves_traffic_alone(rem
 def test_remote_bad_canary_is_rolled_back_by_a_second_run(remote):
     remote.endpoint.configure(candidate_error_rate=0.6)
     with pytest.raises(PhaseFailed) as failure:
-        remote.runner().run("canary", 0.25)
+        run_phase(remote.context(), Phase.CANARY, 0.25)
     assert failure.value.report.outcome == "rolled-back"
     assert remote.live() == Routing("1")
     assert {name: value["value"] for name, value in remote.tfc.variables(WORKSPACE).items()} == {
@@ -126,7 +131,8 @@ def test_cli_remote_canary_never_shows_the_token(remote):
     ({"TFE_TOKEN": "wrong-token"}, "token rejected by tfc.test (401)"),
     ({"TFE_TOKEN": ""}, "no Terraform Cloud token for tfc.test"),
 ])
-def test_cli_remote_token_problems_are_one_line_and_apply_nothing(remote, monkeypatch, change, message):
+def test_cli_remote_token_problems_are_one_line_and_apply_nothing(remote, monkeypatch, change,
+                                                                  message):
     for name, value in change.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOME", str(remote.config_path.parent))  # no credentials file either
@@ -147,8 +153,9 @@ def test_cli_remote_unknown_workspace(remote):
 
 
 def test_remote_needs_a_cloud_backend(remote):
-    remote.config_path.write_text(f'[environments.dev]\nregion = "{REGION}"\nfunction_name = "{FUNCTION}"\n')
+    remote.config_path.write_text(
+        f'[environments.dev]\nregion = "{REGION}"\nfunction_name = "{FUNCTION}"\n')
     result = remote.invoke("canary", "--weight=0.1", "--remote")
     assert result.returncode != 0
-    assert '--remote needs a Terraform Cloud workspace: set [environments.dev.backend] type = "cloud"' \
-        in result.stderr
+    assert ('--remote needs a Terraform Cloud workspace: set [environments.dev.backend] type = '
+            '"cloud"') in result.stderr

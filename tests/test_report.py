@@ -18,8 +18,10 @@ import pytest
 from fakes.release_world import FUNCTION
 from release.config import parse_config
 from release.history import ReleaseHistory
+from release.kinds import Phase
 from release.report import ReportOptions, write_report
 from release.report_model import ReportInputError, parse_since, select, timeline
+from release.runner import run_phase
 
 CONFIG = parse_config("""
 [environments.staging]
@@ -322,8 +324,8 @@ def test_metrics_from_cloudwatch_are_drawn_per_version_on_the_same_axis(tmp_path
 # ---------------------------------------------------------------- the CLI, in the release world
 
 def test_cli_report_on_the_release_worlds_history_writes_html_and_png(world, tmp_path):
-    world.runner().run("canary", 0.1)
-    world.runner().run("rollback")
+    run_phase(world.context(), Phase.CANARY, 0.1)
+    run_phase(world.context(), Phase.ROLLBACK)
     out = tmp_path / "out" / "dev.html"
     result = world.invoke("report", f"--out={out}", "--png", "--metrics=off")
     assert result.returncode == 0, result.stderr

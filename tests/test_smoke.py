@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from fakes.endpoint import BREAKAGES, FakeEndpoint
-from release.smoke import SmokeInputError, smoke_check
+from release.errors import ReleaseError
+from release.smoke import smoke_check
 from release.stats import default_request_count
 
 
@@ -375,10 +376,10 @@ def test_result_renders_as_one_line_and_as_json(endpoint):
 
 
 @pytest.mark.parametrize("arguments, named", [
-    ({"expected_weight": float("nan")}, "weight nan"),
-    ({"expected_weight": float("inf")}, "weight inf"),
-    ({"expected_weight": -0.1}, "weight -0.1"),
-    ({"expected_weight": 1.5}, "weight 1.5"),
+    ({"expected_weight": float("nan")}, "expected_weight = nan"),
+    ({"expected_weight": float("inf")}, "expected_weight = inf"),
+    ({"expected_weight": -0.1}, "expected_weight = -0.1"),
+    ({"expected_weight": 1.5}, "expected_weight = 1.5"),
     ({"expected_weight": 0.1, "requests": 0}, "requests 0"),
     ({"expected_weight": 0.1, "concurrency": 0}, "concurrency 0"),
     ({"expected_weight": 0.1, "timeout": 0}, "timeout 0"),
@@ -392,7 +393,7 @@ def test_result_renders_as_one_line_and_as_json(endpoint):
 def test_bad_input_is_refused_before_any_request(endpoint, arguments, named):
     arguments = {"url": endpoint.url, **arguments}
 
-    with pytest.raises(SmokeInputError) as error:
+    with pytest.raises(ReleaseError) as error:  # SmokeInputError, or WeightError for the weight
         smoke_check(arguments.pop("url"), **arguments)
 
     message = str(error.value)

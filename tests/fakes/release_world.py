@@ -7,24 +7,35 @@
   whatever the moto alias says at the time (as API Gateway follows the alias).
 
 The `world` fixture (registered in tests/conftest.py) starts with version 1 live and version 2
-published by the next apply.
+published by the next apply; `module_world` is the same world shared by a module's tests.
+`World.invoke` runs the real CLI in a subprocess, `World.run_task` the same tasks in this process.
 """
 
+from __future__ import annotations
+
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-
 from fakes.endpoint import FakeEndpoint
-from fakes.moto_server import REGION
+from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint, reset
 from fakes.terraform_double import TerraformDouble, write_stack
+from invoke import Collection, Program
+
 from release.aws import AwsError, Routing, client, read_alias
 from release.config import parse_config
+from release.context import ReleaseContext, RunnerOptions
 from release.history import ReleaseHistory
-from release.runner import ReleaseRunner, RunnerOptions
+from release.kinds import Phase
+from release.runner import run_phase
 from release.synth import FINGERPRINT_FILE, fingerprint
 from release.terraform import Terraform
 
@@ -74,7 +85,8 @@ class BackgroundLoop:
 class AliasFollower(BackgroundLoop):
     """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway."""
 
-    def __init__(self, endpoint: FakeEndpoint, lambda_client, function_name: str = FUNCTION) -> None:
+    def __init__(self, endpoint: FakeEndpoint, lambda_client,
+                 function_name: str = FUNCTION) -> None:
         super().__init__()
         self.endpoint, self.lambda_client = endpoint, lambda_client
         self.function_name = function_name
@@ -94,31 +106,60 @@ class AliasFollower(BackgroundLoop):
                                     candidate_version="-", weight=0.0)
 
 
-@pytest.fixture
-def world(fake_aws, tmp_path, monkeypatch):
-    """Version 1 live on the alias (the first deployment done), version 2 just merged."""
-    config_path = tmp_path / "environments.toml"
+@contextlib.contextmanager
+def release_world(aws: FakeAws, root: Path, patch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Version 1 live on the alias (the first deployment done), version 2 just merged; files
+    under `root`, the environment set through `patch`."""
+    config_path = root / "environments.toml"
     config_path.write_text(CONFIG)
-    outdir = tmp_path / "cdktf.out"
+    outdir = root / "cdktf.out"
     for name in parse_config(CONFIG, config_path).stack_names:  # as a complete synth leaves them
         write_stack(outdir / "stacks" / name)
-    monkeypatch.setenv("SAFE_RELEASE_CONFIG", str(config_path))
-    monkeypatch.setenv("CDKTF_OUTDIR", str(outdir))
-    monkeypatch.setenv("SAFE_RELEASE_STATE_DIR", str(tmp_path / "state"))
-    fake_aws.bootstrap_account()
-    fake_aws.deploy(FUNCTION, versions=1, alarm_names=ALARMS)
+    patch.setenv("SAFE_RELEASE_CONFIG", str(config_path))
+    patch.setenv("CDKTF_OUTDIR", str(outdir))
+    patch.setenv("SAFE_RELEASE_STATE_DIR", str(root / "state"))
+    aws.bootstrap_account()
+    aws.deploy(FUNCTION, versions=1, alarm_names=ALARMS)
     with FakeEndpoint(seed=7, stable_version="1", candidate_version="1") as endpoint:
-        double = TerraformDouble(tmp_path, candidate_version="1", function_name=FUNCTION,
+        double = TerraformDouble(root, candidate_version="1", function_name=FUNCTION,
                                  region=REGION, api_url=endpoint.url, alarm_names=ALARMS,
                                  sync_alias=True)
         for name, value in double.env.items():
-            monkeypatch.setenv(name, value)
+            patch.setenv(name, value)
         lambda_client = client("lambda", REGION)
         with AliasFollower(endpoint, lambda_client):
-            world = World(fake_aws, double, endpoint, lambda_client, config_path, outdir, tmp_path)
-            world.runner().run("deploy")  # first deployment: v1 takes all traffic
+            world = World(aws, double, endpoint, lambda_client, config_path, outdir, root)
+            run_phase(world.context(), Phase.DEPLOY)  # first deployment: v1 takes all traffic
             world.new_version()  # v2 merged and published by the next apply
             yield world
+
+
+@pytest.fixture
+def world(fake_aws, tmp_path, monkeypatch):
+    with release_world(fake_aws, tmp_path, monkeypatch) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def module_world(tmp_path_factory):
+    """One world for a module whose tests leave it as they found it (and assert so)."""
+    root = tmp_path_factory.mktemp("world")
+    with pytest.MonkeyPatch.context() as patch:
+        endpoint = moto_endpoint()
+        reset(endpoint)
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+            patch.delenv(name, raising=False)
+        for name, value in fake_aws_environment(endpoint, root).items():
+            patch.setenv(name, value)
+        with release_world(FakeAws(endpoint), root, patch) as world:
+            yield world
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    exit_code: int
+    stdout: str
+    stderr: str
 
 
 class World:
@@ -132,12 +173,14 @@ class World:
         self.double.configure(candidate_version=version)
         return version
 
-    def runner(self, **options) -> ReleaseRunner:
-        environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
-        options = RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
-                                routing_timeout=5, bake_poll_seconds=0.01, **options)
-        return ReleaseRunner(environment, Terraform(environment.stack_dir), options=options,
-                             history=self.history)
+    def context(self, **options: Any) -> ReleaseContext:
+        """The dev environment's context: quick polls, SMOKE_REQUESTS per smoke check."""
+        config = parse_config(self.config_path.read_text(), self.config_path)
+        environment = config.environment("dev")
+        return ReleaseContext(
+            environment, Terraform(environment.stack_dir), history=self.history,
+            options=RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
+                                  routing_timeout=5, bake_poll_seconds=0.01, **options))
 
     def live(self) -> Routing:
         return read_alias(self.lambda_client, FUNCTION, "production").routing
@@ -147,7 +190,26 @@ class World:
 
     def invoke(self, *args: str) -> subprocess.CompletedProcess:
         """The real CLI in a subprocess, with this world's environment."""
-        (self.outdir / FINGERPRINT_FILE).write_text(
-            fingerprint(parse_config(self.config_path.read_text(), self.config_path)))
+        self._synthesized()
         return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=PROJECT_ROOT,
                               capture_output=True, text=True, env=dict(os.environ), timeout=120)
+
+    def run_task(self, *args: str) -> TaskRun:
+        """`invoke <args>` in this process: the tasks, invoke's parsing and its handling of
+        Exit, as the CLI runs them, in milliseconds. Any other exception propagates."""
+        import tasks
+
+        self._synthesized()
+        stdout, stderr = io.StringIO(), io.StringIO()
+        exit_code = 0
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                Program(namespace=Collection.from_module(tasks)).run(["invoke", *args])
+            except SystemExit as exit:
+                exit_code = exit.code if isinstance(exit.code, int) else 1
+        return TaskRun(exit_code, stdout.getvalue(), stderr.getvalue())
+
+    def _synthesized(self) -> None:
+        """Mark the stacks as synthesized from the config, so that no task synthesizes."""
+        (self.outdir / FINGERPRINT_FILE).write_text(
+            fingerprint(parse_config(self.config_path.read_text(), self.config_path)))
