@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint  # noqa: E402
+
 from release.aws import Routing, client, fast_rollback, read_alias  # noqa: E402
 
 FUNCTION = "benchmark-fn"

@@ -24,6 +24,7 @@ sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "tests")]
 from fakes.endpoint import FakeEndpoint  # noqa: E402
 from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint  # noqa: E402
 from fakes.terraform_double import TerraformDouble, write_stack  # noqa: E402
+
 from release.config import parse_config  # noqa: E402
 from release.history import ReleaseHistory  # noqa: E402
 from release.runner import ReleaseRunner, RunnerOptions  # noqa: E402

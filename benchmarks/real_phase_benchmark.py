@@ -23,8 +23,9 @@ import tempfile
 import time
 import zipfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "tests")]
@@ -33,6 +34,7 @@ from fakes.endpoint import FakeEndpoint  # noqa: E402
 from fakes.moto_server import fake_aws_environment, moto_endpoint  # noqa: E402
 from fakes.real_terraform import copy_stack, lay_overrides, real_terraform  # noqa: E402
 from fakes.release_world import AliasFollower  # noqa: E402
+
 from release import aws  # noqa: E402
 from release.config import parse_config  # noqa: E402
 from release.history import ReleaseHistory  # noqa: E402

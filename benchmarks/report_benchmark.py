@@ -18,9 +18,10 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_ROOT)]
@@ -38,7 +39,7 @@ FUNCTION = "deploy-patterns-demo-staging"
 URL = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod/demo"
 CALLER = "dana@build-07"
 TARGET_SECONDS = 2.0
-FIRST_DAY = datetime(2026, 3, 2, tzinfo=timezone.utc)
+FIRST_DAY = datetime(2026, 3, 2, tzinfo=UTC)
 # Smoke requests the default sizing sends at each weight (release.stats.default_request_count).
 REQUESTS = {0.0: 50, 0.1: 284, 0.25: 498, 0.5: 596, 1.0: 50}
 

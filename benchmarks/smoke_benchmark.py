@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "tests")]
 
 from fakes.endpoint import FakeEndpoint  # noqa: E402
+
 from release.smoke import smoke_check  # noqa: E402
 
 REQUESTS = 500

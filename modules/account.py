@@ -10,8 +10,8 @@ nothing destroys it.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.api_gateway_account import ApiGatewayAccount

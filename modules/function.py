@@ -4,9 +4,9 @@ The released function uses `publish = true`, so every change of its code or conf
 becomes a new immutable version; the auto-rollback function reuses the construct unpublished.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from cdktf import App, AssetType, Fn, TerraformAsset
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup

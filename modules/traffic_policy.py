@@ -2,7 +2,6 @@
 alias routing from the phase variables (its routing table is in `traffic_policy/main.tf`)."""
 
 from dataclasses import dataclass
-
 from typing import Any
 
 from cdktf import App, IResolvable, TerraformHclModule, Token

@@ -15,17 +15,16 @@ import json
 import os
 import socket
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from release.config import release_state_dir
 
 
-
 def utc_timestamp() -> str:
     """Now as ISO 8601 UTC to the second, e.g. 2026-11-26T05:00:00Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _user() -> str:

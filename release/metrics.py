@@ -19,9 +19,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
-
+from typing import Literal
 
 from release.aws import MISSING, VersionMetrics
 from release.config import AlarmThresholds

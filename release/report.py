@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from release import aws
 from release.config import ALIAS_NAME, EnvironmentConfig
 from release.history import ReleaseHistory
 from release.report_charts import (
-    EVENT_COLORS, TimeAxis, metrics_figure, png, share_figure, svg, version_colors,
+    EVENT_COLORS,
+    TimeAxis,
+    metrics_figure,
+    png,
+    share_figure,
+    svg,
+    version_colors,
 )
 from release.report_cloudwatch import VersionSeries, version_series
 from release.report_model import Phase, ReportInputError, Timeline, select, timeline
@@ -80,7 +87,7 @@ def write_report(environment: EnvironmentConfig, out: Path, *, history: ReleaseH
                  options: ReportOptions = ReportOptions(), now: datetime | None = None
                  ) -> WrittenReport:
     """Write the HTML (and with `options.png` the main chart beside it as <out>.png)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     records = select(history.read(environment.name), since=options.since, last=options.last,
                      now=now)
     phases = timeline(records)

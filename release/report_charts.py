@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 import matplotlib
 import numpy
@@ -124,7 +124,7 @@ class TimeAxis:
             first = math.ceil(start / step) * step
             times = list(numpy.arange(first, end, step)) or [start + (end - start) / 2]
             candidates += [(float(numpy.interp(t, self.real, self.shown)),
-                            datetime.fromtimestamp(t, timezone.utc)) for t in times]
+                            datetime.fromtimestamp(t, UTC)) for t in times]
         positions, labels, last_x, last_day = [], [], -math.inf, None
         for x, moment in candidates:
             if x - last_x < total / 11:

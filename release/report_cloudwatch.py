@@ -8,9 +8,10 @@ judges; a report draws the series instead, so it asks for every period.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from release.aws import Routing, RoutingError
 
@@ -55,8 +56,7 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(
-        timezone.utc)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def select(records: Sequence[Mapping[str, Any]], *, since: timedelta | None = None,
@@ -64,7 +64,7 @@ def select(records: Sequence[Mapping[str, Any]], *, since: timedelta | None = No
     """The records newer than `since` (records without a readable time are dropped then), or
     the newest `last` ones, or all of them."""
     if since is not None:
-        cutoff = (now or datetime.now(timezone.utc)) - since
+        cutoff = (now or datetime.now(UTC)) - since
         records = [r for r in records if (t := parse_time(r.get("time"))) and t >= cutoff]
     return list(records[-last:] if last > 0 else records)
 

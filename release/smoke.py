@@ -17,15 +17,24 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping
 
 import httpx
 
 from release.stats import (
-    ALPHA, CONFIDENCE, SettleEvidence, SmokeInputError, SplitTest, check_split,
-    default_request_count, is_finite_number, is_whole_number, latency_summary, validate_weight,
+    ALPHA,
+    CONFIDENCE,
+    SettleEvidence,
+    SmokeInputError,
+    SplitTest,
+    check_split,
+    default_request_count,
+    is_finite_number,
+    is_whole_number,
+    latency_summary,
+    validate_weight,
 )
 
 __all__ = ["SmokeInputError", "SmokeResult", "smoke_check"]

@@ -11,7 +11,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
 
 CHECKOV = PROJECT_ROOT / ".tools" / "checkov" / "bin" / "checkov"

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
+
 from release import committed
 from release.config import load_config
 

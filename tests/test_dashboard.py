@@ -4,8 +4,8 @@ import json
 import re
 
 import pytest
-
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
+
 from release.config import load_config
 
 CONFIG = load_config(PROJECT_ROOT / "environments.toml")

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from conftest import PROJECT_ROOT
+
 from modules.function_package import build_archive
 
 SOURCE_FILES = {

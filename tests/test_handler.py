@@ -12,7 +12,6 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 FUNCTION_DIR = PROJECT_ROOT / "functions" / "demo"

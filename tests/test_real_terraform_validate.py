@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
 from fakes.real_terraform import copy_stack, lay_overrides, real_terraform
 

@@ -3,12 +3,12 @@ import itertools
 import json
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
-
 from fakes.endpoint import BREAKAGES, FakeEndpoint
+
 from release.smoke import SmokeInputError, smoke_check
 from release.stats import default_request_count
 

@@ -5,9 +5,8 @@ Any change to the stacks shows up here as a diff: review it, then accept it with
 """
 
 import pytest
-from syrupy.extensions.json import JSONSnapshotExtension
-
 from conftest import PROJECT_ENVIRONMENTS
+from syrupy.extensions.json import JSONSnapshotExtension
 
 
 @pytest.fixture

@@ -6,8 +6,17 @@ from scipy.stats import binom
 
 import release.stats
 from release.stats import (
-    ALPHA, EXACT_WEIGHT_REQUESTS, MAX_REQUESTS, MIN_REQUESTS, POWER, SettleEvidence,
-    SmokeInputError, _acceptance_ranges, check_split, default_request_count, exact_request_count,
+    ALPHA,
+    EXACT_WEIGHT_REQUESTS,
+    MAX_REQUESTS,
+    MIN_REQUESTS,
+    POWER,
+    SettleEvidence,
+    SmokeInputError,
+    _acceptance_ranges,
+    check_split,
+    default_request_count,
+    exact_request_count,
     latency_summary,
 )
 from release.stats_table import REQUEST_COUNTS
@@ -91,7 +100,7 @@ def test_weights_0_and_1_need_only_a_small_fixed_count(weight):
 def test_table_holds_the_exact_search_for_every_whole_percent():
     exact = {weight: exact_request_count(weight) for weight in WHOLE_PERCENTS}
 
-    assert REQUEST_COUNTS == exact, f"regenerate release/stats_table.py with {exact}"
+    assert exact == REQUEST_COUNTS, f"regenerate release/stats_table.py with {exact}"
 
 
 def test_whole_percents_are_sized_without_searching(monkeypatch):

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 MODULE_DIR = PROJECT_ROOT / "modules" / "traffic_policy"

@@ -49,20 +49,20 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 import boto3
 import httpx
 import numpy
 import pytest
-from moto.awslambda.exceptions import PreconditionFailedException
-from moto.awslambda.models import LambdaAlias
-from moto.awslambda.responses import LambdaResponse
 from moto.awslambda import urls as lambda_urls
-from moto.awslambda.models import lambda_backends
+from moto.awslambda.exceptions import PreconditionFailedException
+from moto.awslambda.models import LambdaAlias, lambda_backends
+from moto.awslambda.responses import LambdaResponse
 from moto.cloudwatch.exceptions import ValidationError as CloudWatchValidationError
 from moto.cloudwatch.models import Alarm, Statistics
 from moto.cloudwatch.responses import CloudWatchResponse

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from fakes.moto_server import FAKE_KEY_ID, FAKE_SECRET
 
 MIRROR_VARIABLE = "SAFE_RELEASE_PROVIDER_MIRROR"

@@ -17,10 +17,10 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from fakes.endpoint import FakeEndpoint
 from fakes.moto_server import REGION
 from fakes.terraform_double import TerraformDouble, write_stack
+
 from release.aws import AwsError, Routing, client, read_alias
 from release.config import parse_config
 from release.history import ReleaseHistory
