@@ -64,7 +64,8 @@ class Day:
         split = check_split(hits, total, weight)
         errors = int(self.rng.binomial(hits, error_rate))
         latencies = self.rng.lognormal(numpy.log(180 if not slow else 420), 0.35, total)
-        latency = latency_summary(latencies)
+        latency = latency_summary(latencies.tolist())
+        assert latency is not None  # every weight in REQUESTS sends requests
         counts = {str(self.stable): total - hits, str(self.candidate): hits - errors}
         reasons = [f"error rate {errors / total:.1%} ({errors} of {total}) exceeds 1.0%"] \
             if errors / total > 0.01 else []
@@ -161,8 +162,7 @@ def history(phases: int, seed: int = 12) -> Iterator[dict[str, Any]]:
     stable, day, produced = 3, FIRST_DAY, 0
     while produced < phases:
         releases = day_of_releases(day, stable, rng)
-        for record in releases.records[:phases - produced]:
-            yield record
+        yield from releases.records[:phases - produced]
         produced += len(releases.records)
         stable, day = releases.stable, day + timedelta(days=1)
 

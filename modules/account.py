@@ -23,7 +23,8 @@ from constructs import Construct
 from modules.backend import local_state_backend
 from release.config import REGION_PATTERN
 
-PUSH_TO_CLOUDWATCH_LOGS = "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+PUSH_TO_CLOUDWATCH_LOGS = (
+    "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ class FunctionConfig:
 
     def __post_init__(self) -> None:
         if not (FUNCTIONS_DIR / self.settings.source).is_dir():
-            raise ValueError(f"source = {self.settings.source!r}: no folder functions/{self.settings.source}")
+            raise ValueError(
+                f"source = {self.settings.source!r}: no folder functions/{self.settings.source}")
 
 
 class PackagedFunction(Construct):

@@ -50,7 +50,8 @@ class TrafficPolicy(Construct):
 
     @property
     def additional_version_weights(self):
-        return Token.as_number_map(self.module.interpolation_for_output("additional_version_weights"))
+        return Token.as_number_map(
+            self.module.interpolation_for_output("additional_version_weights"))
 
     @property
     def routing_config(self) -> Any:

@@ -76,15 +76,15 @@ class ReleaseLockedError(Exception):
         self.holder = holder
         self.stale = holder is not None and holder.is_stale()
         if holder is None:
-            message = (f"environment {environment} is locked ({path} holds no readable holder info; "
-                       f"it may be being written right now); retry in a moment, or remove {path} if "
-                       "no release is running")
+            message = (f"environment {environment} is locked ({path} holds no readable holder "
+                       "info; it may be being written right now); retry in a moment, or remove "
+                       f"{path} if no release is running")
         else:
             who = (f"environment {environment} is locked by {holder.user}@{holder.host} "
                    f"(pid {holder.pid}, `{holder.command}`) since {holder.started_at}")
             if self.stale:
-                message = (f"{who}, but that process is gone (stale lock); check the environment with "
-                           f"`invoke status`, then remove {path}")
+                message = (f"{who}, but that process is gone (stale lock); check the environment "
+                           f"with `invoke status`, then remove {path}")
             else:
                 message = f"{who}; wait for it to finish, or remove {path} if that process is gone"
         super().__init__(message)
@@ -125,7 +125,8 @@ class ReleaseLock:
         return holder
 
     def release(self) -> None:
-        """Remove the lock file, but only if it is still ours (someone may have removed a stale one)."""
+        """Remove the lock file, but only if it is still ours (someone may have removed a stale
+        one)."""
         if self.holder is not None and _read_holder(self.path) == self.holder:
             self.path.unlink(missing_ok=True)
         self.holder = None

@@ -297,8 +297,8 @@ def timeline(records: Sequence[Mapping[str, Any]]) -> Timeline:
             # A repeated smoke result is its step's, already drawn with the step.
             observed=_observation(smoke) if smoke and not repeats_smoke else None,
             requests=_count(smoke) if smoke else None,
-            latency_ms=tuple(_number(smoke.get(f"latency_{p}_ms")) if smoke else None
-                             for p in ("p50", "p95", "p99")),
+            latency_ms=(_number(smoke.get("latency_p50_ms")), _number(smoke.get("latency_p95_ms")),
+                        _number(smoke.get("latency_p99_ms"))) if smoke else (None, None, None),
             error_rate=_number(smoke.get("error_rate")) if smoke else None,
             event=event, bake=bake, detail=str(record.get("detail", "")),
         ))

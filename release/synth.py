@@ -54,5 +54,6 @@ def synthesize(config: ProjectConfig, outdir: Path | None = None) -> None:
     )
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise SynthError(f"synth failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
+        last_line = lines[-1] if lines else f"exit {result.returncode}"
+        raise SynthError(f"synth failed: {last_line}")
     (outdir / FINGERPRINT_FILE).write_text(fingerprint(config) + "\n")

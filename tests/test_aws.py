@@ -220,8 +220,10 @@ def test_first_alarm_since_names_the_earliest_new_alarm_and_when(fake_aws: FakeA
     since = datetime.now(UTC)
     fake_aws.set_alarm_state("canary", "ALARM")
     fake_aws.set_alarm_state("errors", "ALARM")
-    name, when = first_alarm_since(client("cloudwatch", REGION),
-                                   ["old", "canary", "errors", "quiet"], since)
+    first = first_alarm_since(client("cloudwatch", REGION), ["old", "canary", "errors", "quiet"],
+                              since)
+    assert first is not None
+    name, when = first
     assert name == "canary"
     assert since <= when <= datetime.now(UTC)
     assert first_alarm_since(client("cloudwatch", REGION), ["quiet", "old"], since) is None

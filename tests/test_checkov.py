@@ -53,7 +53,7 @@ def has_reason_comment(lines: list[str], check_id: str) -> bool:
     if entry not in lines:
         return False
     comment = REASON_COMMENT.fullmatch(lines[lines.index(entry) - 1])
-    return bool(comment) and comment["check_id"] == check_id
+    return comment is not None and comment["check_id"] == check_id
 
 
 def test_every_skipped_check_has_a_reason_comment():

@@ -25,7 +25,7 @@ class CloudWatchAndSns(BackgroundLoop):
     def __init__(self, world, rollback_function: RollbackFunction, threshold: int = 5) -> None:
         super().__init__()
         self.world, self.rollback_function, self.threshold = world, rollback_function, threshold
-        self.published = {}
+        self.published: dict[str, tuple[int, int]] = {}
         self.fired = False
 
     def step(self) -> None:

@@ -37,6 +37,7 @@ def load_function_module(monkeypatch):
     def load(name: str):
         unique_name = f"demo_{name}_{uuid.uuid4().hex}"
         spec = importlib.util.spec_from_file_location(unique_name, FUNCTION_DIR / f"{name}.py")
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[unique_name] = module
         loaded.append(unique_name)
@@ -244,7 +245,7 @@ def test_unexpected_error_answers_500_with_the_request_id_and_logs_the_traceback
 
 
 def imported_names(source: str) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)

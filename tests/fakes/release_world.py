@@ -134,10 +134,10 @@ class World:
 
     def runner(self, **options) -> ReleaseRunner:
         environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
-        options = RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
-                                routing_timeout=5, bake_poll_seconds=0.01, **options)
-        return ReleaseRunner(environment, Terraform(environment.stack_dir), options=options,
-                             history=self.history)
+        runner_options = RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
+                                       routing_timeout=5, bake_poll_seconds=0.01, **options)
+        return ReleaseRunner(environment, Terraform(environment.stack_dir),
+                             options=runner_options, history=self.history)
 
     def live(self) -> Routing:
         return read_alias(self.lambda_client, FUNCTION, "production").routing
