@@ -211,7 +211,8 @@ def test_alarm_states_asks_for_at_most_100_names_per_request(fake_aws: FakeAws):
     calls = api_calls(cloudwatch)
     states = alarm_states(cloudwatch, names)
     assert calls == ["DescribeAlarms", "DescribeAlarms"]
-    assert len(states) == 150 and states["alarm-149"] == "ALARM" and states["alarm-000"] == "INSUFFICIENT_DATA"
+    assert len(states) == 150
+    assert states["alarm-149"] == "ALARM" and states["alarm-000"] == "INSUFFICIENT_DATA"
 
 
 def test_first_alarm_since_names_the_earliest_new_alarm_and_when(fake_aws: FakeAws):

@@ -42,8 +42,9 @@ def test_no_synthesized_stack_fails_a_checkov_check(synth):
         assert "results" in report, f"checkov scanned nothing in the {environment} stack: {report}"
         assert report["summary"]["parsing_errors"] == 0, report["results"]["parsing_errors"]
         assert report["summary"]["passed"] > 0, f"checkov ran no check on the {environment} stack"
-        failures += [f"{environment}: {check['check_id']} {check['resource']} ({check['check_name']})"
-                     for check in report["results"]["failed_checks"]]
+        failures += [
+            f"{environment}: {check['check_id']} {check['resource']} ({check['check_name']})"
+            for check in report["results"]["failed_checks"]]
     assert not failures, ("fix the stack in modules/, or skip the check in .checkov.yaml with a "
                           "reason:\n" + "\n".join(failures))
 

@@ -41,7 +41,8 @@ def simulated_pass_rate(requests: int, weight: float, true_share: float, runs: i
     """Share of `runs` simulated smoke runs whose split check passes."""
     hits = rng.binomial(requests, true_share, size=runs)
     values, times = numpy.unique(hits, return_counts=True)
-    passed = sum(n for k, n in zip(values, times) if check_split(int(k), requests, weight).passed)
+    passed = sum(n for k, n in zip(values, times, strict=True)
+                 if check_split(int(k), requests, weight).passed)
     return passed / runs
 
 
@@ -121,7 +122,7 @@ def test_search_passes_exactly_the_counts_check_split_passes(weight):
     # The search sums p-values itself rather than calling binomtest per count: its acceptance
     # ranges must be check_split's, right at their edges.
     counts = numpy.array([MIN_REQUESTS, default_request_count(weight), MAX_REQUESTS])
-    for n, low, high in zip(counts, *_acceptance_ranges(counts, weight)):
+    for n, low, high in zip(counts, *_acceptance_ranges(counts, weight), strict=True):
         n, low, high = int(n), int(low), int(high)
         assert check_split(low, n, weight).passed and check_split(high, n, weight).passed
         assert low == 0 or not check_split(low - 1, n, weight).passed

@@ -74,7 +74,8 @@ class BackgroundLoop:
 class AliasFollower(BackgroundLoop):
     """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway."""
 
-    def __init__(self, endpoint: FakeEndpoint, lambda_client, function_name: str = FUNCTION) -> None:
+    def __init__(self, endpoint: FakeEndpoint, lambda_client,
+                 function_name: str = FUNCTION) -> None:
         super().__init__()
         self.endpoint, self.lambda_client = endpoint, lambda_client
         self.function_name = function_name
@@ -133,7 +134,8 @@ class World:
         return version
 
     def runner(self, **options) -> ReleaseRunner:
-        environment = parse_config(self.config_path.read_text(), self.config_path).environment("dev")
+        config = parse_config(self.config_path.read_text(), self.config_path)
+        environment = config.environment("dev")
         runner_options = RunnerOptions(smoke_requests=SMOKE_REQUESTS, routing_interval=0.01,
                                        routing_timeout=5, bake_poll_seconds=0.01, **options)
         return ReleaseRunner(environment, Terraform(environment.stack_dir),

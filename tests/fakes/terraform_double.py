@@ -20,7 +20,8 @@ Config keys beyond the output values:
   resume_file  ... or until this file exists (prints "resumed early" when it did).
   version      what `version` reports; version_json false makes `version -json` plain text.
 
-Helper API for tests (import with `from fakes.terraform_double import TerraformDouble, write_stack`):
+Helper API for tests (import with
+`from fakes.terraform_double import TerraformDouble, write_stack`):
 
     double = TerraformDouble(tmp_path, candidate_version="4")
     stack = write_stack(tmp_path / "cdktf.out" / "stacks" / "dev")
@@ -47,7 +48,8 @@ from release.config import NO_NEW_VERSION_MESSAGE  # noqa: E402
 STATE_FILE = "double.tfstate.json"
 PLAN_OF_AUTO_APPROVE = "double-auto-approve.tfplan"
 # What the stack sets; an apply puts it back after the auto-rollback function changed it.
-ALIAS_DESCRIPTION = "Production traffic; routing set by the canary_weight and stable_version variables."
+ALIAS_DESCRIPTION = ("Production traffic; routing set by the canary_weight and stable_version "
+                     "variables.")
 CONFIG_VARIABLE = "TERRAFORM_DOUBLE_CONFIG"
 LOG_VARIABLE = "TERRAFORM_DOUBLE_LOG"
 # Resources a first apply of the stack creates (function, alias, API, alarms, ...).
@@ -71,6 +73,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "sync_alias": False,
 }
 
+# Terraform's error boxes verbatim: their empty lines end in a space, their long lines unwrapped.
 LOCK_ERROR = """\
 ╷
 │ Error: Error acquiring the state lock
@@ -90,7 +93,7 @@ LOCK_ERROR = """\
 │ by multiple users at the same time. Please resolve the issue above and try
 │ again. For most commands, you can disable locking with the "-lock=false"
 │ flag, but this is not recommended.
-╵"""
+╵"""  # noqa: W291
 
 STEP_ERRORS = {
     "init": """\
@@ -100,7 +103,7 @@ STEP_ERRORS = {
 │ Could not retrieve the list of available versions for provider hashicorp/aws: could not
 │ connect to registry.terraform.io: failed to request discovery document: dial tcp: lookup
 │ registry.terraform.io: no such host
-╵""",
+╵""",  # noqa: W291
     "plan": """\
 ╷
 │ Error: No valid credential sources found
@@ -111,7 +114,7 @@ STEP_ERRORS = {
 │ 
 │ Please see https://registry.terraform.io/providers/hashicorp/aws
 │ for more information about providing credentials.
-╵""",
+╵""",  # noqa: W291
     "apply": """\
 ╷
 │ Error: updating Lambda Alias (production): operation error Lambda: UpdateAlias, https response error StatusCode: 409, RequestID: 3f1c2d4e-5b6a-4789-9abc-def012345678, ResourceConflictException: The operation cannot be performed at this time. An update is in progress for resource: {function_name}
@@ -119,7 +122,7 @@ STEP_ERRORS = {
 │   with aws_lambda_alias.production,
 │   on cdk.tf.json line 88, in resource.aws_lambda_alias.production:
 │   88:       }
-╵""",
+╵""",  # noqa: W291, E501
     "output": """\
 ╷
 │ Error: Failed to load state: AccessDenied: Access Denied
@@ -136,8 +139,9 @@ def _load_config() -> dict[str, Any]:
         config.update(json.loads(Path(path).read_text()))
     if config["alarm_names"] is None:
         function = config["function_name"]
-        config["alarm_names"] = [f"{function}-{name}" for name in
-                                 ("errors", "canary-errors", "p99-duration", "throttles", "api-5xx")]
+        config["alarm_names"] = [
+            f"{function}-{name}"
+            for name in ("errors", "canary-errors", "p99-duration", "throttles", "api-5xx")]
     return config
 
 
@@ -226,14 +230,16 @@ def _phase(candidate: str, stable: str, weight: float) -> str:
 def _sync_alias(state: dict[str, Any], config: dict[str, Any]) -> None:
     import boto3  # only this mode needs it; keeps the double's start fast
 
-    primary, weights = _routing(state["candidate_version"], state["stable_version"], state["canary_weight"])
+    primary, weights = _routing(state["candidate_version"], state["stable_version"],
+                                state["canary_weight"])
     boto3.client("lambda", region_name=config["region"]).update_alias(
         FunctionName=config["function_name"], Name=config["alias_name"], FunctionVersion=primary,
         RoutingConfig={"AdditionalVersionWeights": weights}, Description=ALIAS_DESCRIPTION)
 
 
 def _outputs(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    primary, weights = _routing(state["candidate_version"], state["stable_version"], state["canary_weight"])
+    primary, weights = _routing(state["candidate_version"], state["stable_version"],
+                                state["canary_weight"])
     function = config["function_name"]
     values = {
         "api_url": (config["api_url"], "string"),
@@ -244,14 +250,15 @@ def _outputs(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         "candidate_version": (state["candidate_version"], "string"),
         "primary_version": (primary, "string"),
         "additional_version_weights": (weights, ["map", "number"]),
-        "phase": (_phase(state["candidate_version"], state["stable_version"], state["canary_weight"]),
-                  "string"),
+        "phase": (_phase(state["candidate_version"], state["stable_version"],
+                         state["canary_weight"]), "string"),
         "canary_weight": (state["canary_weight"], "number"),
         "stable_version": (state["stable_version"], "string"),
         "alarm_names": (config["alarm_names"], ["list", "string"]),
         "region": (config["region"], "string"),
     }
-    return {name: {"sensitive": False, "type": kind, "value": value} for name, (value, kind) in values.items()}
+    return {name: {"sensitive": False, "type": kind, "value": value}
+            for name, (value, kind) in values.items()}
 
 
 def _version(options: dict[str, Any], config: dict[str, Any]) -> int:
@@ -270,7 +277,8 @@ def _init(cwd: Path, config: dict[str, Any]) -> int:
     if mode:
         return _fail(_failure_text("init", mode, config))
     (cwd / ".terraform").mkdir(exist_ok=True)
-    (cwd / ".terraform.lock.hcl").write_text("# This file is maintained automatically by \"terraform init\".\n")
+    (cwd / ".terraform.lock.hcl").write_text(
+        "# This file is maintained automatically by \"terraform init\".\n")
     _say("Initializing provider plugins...\n- Using previously-installed hashicorp/aws v6.20.0\n\n"
          "Terraform has been successfully initialized!")
     return 0
@@ -280,20 +288,22 @@ def _desired(variables: dict[str, str], config: dict[str, Any]) -> dict[str, Any
     """The state the variables ask for, or a Terraform-like validation error text."""
     unknown = sorted(set(variables) - {"canary_weight", "stable_version", "fault_rate"})
     if unknown:
-        return (f"╷\n│ Error: Value for undeclared variable\n│ \n│ A variable named \"{unknown[0]}\" "
-                "was assigned on the command line, but the root module does not declare a variable "
-                f"of that name.\n╵")
+        return ("╷\n│ Error: Value for undeclared variable\n│ \n"
+                f"│ A variable named \"{unknown[0]}\" was assigned on the command line, but the "
+                "root module does not declare a variable of that name.\n╵")
     try:
         weight = float(variables.get("canary_weight", "0"))
     except ValueError:
         weight = -1.0
     stable = variables.get("stable_version", "")
     if not 0 <= weight <= 1:
-        return ("╷\n│ Error: Invalid value for variable\n│ \n│ canary_weight must be a number from 0 to 1 "
+        return ("╷\n│ Error: Invalid value for variable\n│ \n"
+                "│ canary_weight must be a number from 0 to 1 "
                 f"(got {variables['canary_weight']!r}).\n╵")
     if stable and not stable.isdigit():
-        return ("╷\n│ Error: Invalid value for variable\n│ \n│ stable_version must be \"\" or a published "
-                f"version number (got {stable!r}).\n╵")
+        return ("╷\n│ Error: Invalid value for variable\n│ \n"
+                "│ stable_version must be \"\" or a published version number "
+                f"(got {stable!r}).\n╵")
     if 0 < weight < 1 and stable == str(config["candidate_version"]):
         # The alias precondition; Terraform wraps the message at 78 columns.
         wrapped = "\n│ ".join(textwrap.wrap(NO_NEW_VERSION_MESSAGE, 78))
@@ -306,7 +316,8 @@ def _desired(variables: dict[str, str], config: dict[str, Any]) -> dict[str, Any
 
 def _plan(cwd: Path, options: dict[str, Any], config: dict[str, Any]) -> int:
     if not (cwd / ".terraform").is_dir():
-        return _fail("╷\n│ Error: Backend initialization required, please run \"terraform init\"\n╵")
+        return _fail(
+            "╷\n│ Error: Backend initialization required, please run \"terraform init\"\n╵")
     out = options.get("out")
     if not isinstance(out, str) or not out:
         return _fail("the terraform double only plans with -out=<file>")
@@ -327,10 +338,11 @@ def _plan(cwd: Path, options: dict[str, Any], config: dict[str, Any]) -> int:
         counts, target = (RESOURCE_COUNT, 0, 0), desired
     else:
         current = {key: state[key] for key in desired}
-        changed = int(current != desired) + int(current["candidate_version"] != desired["candidate_version"])
+        changed = (int(current != desired)
+                   + int(current["candidate_version"] != desired["candidate_version"]))
         counts, target = (0, changed, 0), desired
-    Path(cwd, out).write_text(json.dumps({"serial": state["serial"] if state else 0, "destroy": destroy,
-                                          "target": target, "counts": counts}))
+    Path(cwd, out).write_text(json.dumps({"serial": state["serial"] if state else 0,
+                                          "destroy": destroy, "target": target, "counts": counts}))
     if not any(counts):
         _say("\nNo changes. Your infrastructure matches the configuration.")
         return 0
@@ -348,8 +360,9 @@ def _apply(cwd: Path, positional: list[str], config: dict[str, Any]) -> int:
     plan = json.loads(plan_path.read_text())
     state = _read_state(cwd)
     if plan["serial"] != (state["serial"] if state else 0):
-        return _fail("╷\n│ Error: Saved plan is stale\n│ \n│ The given plan file can no longer be applied "
-                     "because the state was changed by another operation after the plan was created.\n╵")
+        return _fail("╷\n│ Error: Saved plan is stale\n│ \n│ The given plan file can no longer be "
+                     "applied because the state was changed by another operation after the plan "
+                     "was created.\n╵")
     _say("aws_lambda_alias.production: Modifying...")
     _pause_if_slow("apply", config)
     mode = config["failures"].get("apply")
@@ -417,14 +430,16 @@ def write_stack(stack_dir: Path, *, backend: dict[str, Any] | None = None) -> Pa
         "provider": {"aws": [{"region": "eu-west-1"}]},
         "variable": {"canary_weight": {"type": "number", "default": 0},
                      "stable_version": {"type": "string", "default": ""}},
-        "output": {name: {"value": "${...}"} for name in ("api_url", "function_name", "candidate_version")},
+        "output": {name: {"value": "${...}"}
+                   for name in ("api_url", "function_name", "candidate_version")},
     }
     (stack_dir / "cdk.tf.json").write_text(json.dumps(stack, indent=2))
     return stack_dir
 
 
 class TerraformDouble:
-    """A `terraform` executable under `<root>/terraform-double/bin` with its own config and call log."""
+    """A `terraform` executable under `<root>/terraform-double/bin` with its own config and call
+    log."""
 
     def __init__(self, root: Path, **config: Any) -> None:
         self.root = Path(root) / "terraform-double"
@@ -439,7 +454,8 @@ class TerraformDouble:
             f": \"${{{CONFIG_VARIABLE}:={shlex.quote(str(self.config_path))}}}\"\n"
             f": \"${{{LOG_VARIABLE}:={shlex.quote(str(self.log_path))}}}\"\n"
             f"export {CONFIG_VARIABLE} {LOG_VARIABLE}\n"
-            f"exec {shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__).resolve()))} \"$@\"\n")
+            f"exec {shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__).resolve()))} "
+            "\"$@\"\n")
         self.binary.chmod(0o755)
         self.config_path.write_text("{}")
         self.configure(**config)
@@ -471,7 +487,8 @@ class TerraformDouble:
         return [_parse(call["argv"])[0] for call in self.calls()]
 
     def state(self, stack_dir: Path) -> dict[str, Any] | None:
-        """The fake state in `stack_dir`: candidate_version, canary_weight, stable_version, serial."""
+        """The fake state in `stack_dir`: candidate_version, canary_weight, stable_version,
+        serial."""
         return _read_state(Path(stack_dir))
 
 
