@@ -56,7 +56,8 @@ def main() -> None:
         root = Path(tmp)
         os.environ.update(fake_aws_environment(moto_endpoint(), root))
         config_path = root / "environments.toml"
-        config_path.write_text(f'[environments.dev]\nregion = "{REGION}"\nfunction_name = "{FUNCTION}"\n')
+        config_path.write_text(
+            f'[environments.dev]\nregion = "{REGION}"\nfunction_name = "{FUNCTION}"\n')
         os.environ["CDKTF_OUTDIR"] = str(root / "cdktf.out")
         environment = parse_config(config_path.read_text(), config_path).environment("dev")
         write_stack(environment.stack_dir)

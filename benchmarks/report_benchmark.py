@@ -18,9 +18,10 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_ROOT)]
@@ -38,7 +39,7 @@ FUNCTION = "deploy-patterns-demo-staging"
 URL = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod/demo"
 CALLER = "dana@build-07"
 TARGET_SECONDS = 2.0
-FIRST_DAY = datetime(2026, 3, 2, tzinfo=timezone.utc)
+FIRST_DAY = datetime(2026, 3, 2, tzinfo=UTC)
 # Smoke requests the default sizing sends at each weight (release.stats.default_request_count).
 REQUESTS = {0.0: 50, 0.1: 284, 0.25: 498, 0.5: 596, 1.0: 50}
 
@@ -63,7 +64,8 @@ class Day:
         split = check_split(hits, total, weight)
         errors = int(self.rng.binomial(hits, error_rate))
         latencies = self.rng.lognormal(numpy.log(180 if not slow else 420), 0.35, total)
-        latency = latency_summary(latencies)
+        latency = latency_summary(latencies.tolist())
+        assert latency is not None  # every weight in REQUESTS sends requests
         counts = {str(self.stable): total - hits, str(self.candidate): hits - errors}
         reasons = [f"error rate {errors / total:.1%} ({errors} of {total}) exceeds 1.0%"] \
             if errors / total > 0.01 else []
@@ -160,8 +162,7 @@ def history(phases: int, seed: int = 12) -> Iterator[dict[str, Any]]:
     stable, day, produced = 3, FIRST_DAY, 0
     while produced < phases:
         releases = day_of_releases(day, stable, rng)
-        for record in releases.records[:phases - produced]:
-            yield record
+        yield from releases.records[:phases - produced]
         produced += len(releases.records)
         stable, day = releases.stable, day + timedelta(days=1)
 

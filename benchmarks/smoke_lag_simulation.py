@@ -36,7 +36,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from release.smoke import SETTLE_TIMEOUT  # noqa: E402
 from release.stats import (  # noqa: E402
-    ALPHA, POWER, SettleEvidence, check_split, default_request_count,
+    ALPHA,
+    POWER,
+    SettleEvidence,
+    check_split,
+    default_request_count,
 )
 
 CONCURRENCY = 16  # smoke_check's default

@@ -10,8 +10,8 @@ nothing destroys it.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.api_gateway_account import ApiGatewayAccount
@@ -23,7 +23,8 @@ from constructs import Construct
 from modules.backend import local_state_backend
 from release.config import REGION_PATTERN
 
-PUSH_TO_CLOUDWATCH_LOGS = "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+PUSH_TO_CLOUDWATCH_LOGS = (
+    "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ canary at a small weight sees minutes without a request, which is not a failure.
 """
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarm,
@@ -40,6 +41,13 @@ class AlarmsConfig:
     rollback_topic_arn: str | None = None
 
 
+class _Evaluation(TypedDict):
+    """How every release alarm judges its periods (the arguments all five alarms share)."""
+    evaluation_periods: int
+    datapoints_to_alarm: int
+    treat_missing_data: str
+
+
 def _error_rate_queries(dimensions: dict[str, str]) -> list[CloudwatchMetricAlarmMetricQuery]:
     """Errors / Invocations in percent, by metric math (raw error counts grow with traffic)."""
     def metric(query_id: str, name: str) -> CloudwatchMetricAlarmMetricQuery:
@@ -69,12 +77,12 @@ class ReleaseAlarms(Construct):
         prefix = config.function_name
         alias_dimensions = {"FunctionName": config.function_name,
                             "Resource": f"{config.function_name}:{config.alias_name}"}
-        def actions(kind: str) -> dict:
+        def actions(kind: str) -> list[str] | None:
             if config.rollback_topic_arn and kind in ROLLBACK_TRIGGERS:
-                return {"alarm_actions": [config.rollback_topic_arn]}
-            return {}
+                return [config.rollback_topic_arn]
+            return None
 
-        common = dict(
+        common = _Evaluation(
             evaluation_periods=thresholds.evaluation_periods,
             datapoints_to_alarm=thresholds.datapoints_to_alarm,
             treat_missing_data="notBreaching",
@@ -82,7 +90,7 @@ class ReleaseAlarms(Construct):
         self.error_rate = CloudwatchMetricAlarm(
             self, "error_rate",
             alarm_name=alarm_name(prefix, "error-rate"),
-            **actions("error-rate"),
+            alarm_actions=actions("error-rate"),
             alarm_description="Errors / Invocations (%) of the production alias, all versions.",
             comparison_operator="GreaterThanThreshold",
             threshold=thresholds.error_rate_percent,
@@ -92,7 +100,7 @@ class ReleaseAlarms(Construct):
         self.canary_error_rate = CloudwatchMetricAlarm(
             self, "canary_error_rate",
             alarm_name=alarm_name(prefix, "canary-error-rate"),
-            **actions("canary-error-rate"),
+            alarm_actions=actions("canary-error-rate"),
             alarm_description=("Errors / Invocations (%) of the candidate version alone "
                                "(ExecutedVersion behind the production alias)."),
             comparison_operator="GreaterThanThreshold",
@@ -104,7 +112,7 @@ class ReleaseAlarms(Construct):
         self.p99_duration = CloudwatchMetricAlarm(
             self, "p99_duration",
             alarm_name=alarm_name(prefix, "p99-duration"),
-            **actions("p99-duration"),
+            alarm_actions=actions("p99-duration"),
             alarm_description="p99 Duration (ms) of the production alias.",
             namespace="AWS/Lambda",
             metric_name="Duration",
@@ -118,7 +126,7 @@ class ReleaseAlarms(Construct):
         self.throttles = CloudwatchMetricAlarm(
             self, "throttles",
             alarm_name=alarm_name(prefix, "throttles"),
-            **actions("throttles"),
+            alarm_actions=actions("throttles"),
             alarm_description="Throttled invocations of the production alias.",
             namespace="AWS/Lambda",
             metric_name="Throttles",
@@ -132,7 +140,7 @@ class ReleaseAlarms(Construct):
         self.api_5xx = CloudwatchMetricAlarm(
             self, "api_5xx",
             alarm_name=alarm_name(prefix, "api-5xx-rate"),
-            **actions("api-5xx-rate"),
+            alarm_actions=actions("api-5xx-rate"),
             alarm_description=("Share of API responses that are 5XX (the metric is 0 or 1 per "
                                "request, so its Average is the rate)."),
             namespace="AWS/ApiGateway",

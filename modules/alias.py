@@ -1,8 +1,9 @@
 """The `production` alias: the one name API Gateway invokes, routed by the traffic policy."""
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from cdktf import IResolvable, Op, Precondition, TerraformResourceLifecycle, Token
 from cdktf_cdktf_provider_aws.lambda_alias import LambdaAlias

@@ -2,8 +2,8 @@
 segments when tracing is on, and only the extra statements its config names."""
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -21,7 +21,8 @@ class ExecutionRoleConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.role_name) <= IAM_NAME_LIMIT:
-            raise ValueError(f"role_name = {self.role_name!r}: must be 1-{IAM_NAME_LIMIT} characters")
+            raise ValueError(
+                f"role_name = {self.role_name!r}: must be 1-{IAM_NAME_LIMIT} characters")
 
 
 def role_name_for(function_name: str) -> str:
@@ -46,7 +47,7 @@ class ExecutionRole(Construct):
                 }],
             }),
         )
-        statements = [{
+        statements: list[Mapping[str, object]] = [{
             "Sid": "WriteOwnLogs",
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -4,9 +4,9 @@ The released function uses `publish = true`, so every change of its code or conf
 becomes a new immutable version; the auto-rollback function reuses the construct unpublished.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from cdktf import App, AssetType, Fn, TerraformAsset
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
@@ -37,7 +37,8 @@ class FunctionConfig:
 
     def __post_init__(self) -> None:
         if not (FUNCTIONS_DIR / self.settings.source).is_dir():
-            raise ValueError(f"source = {self.settings.source!r}: no folder functions/{self.settings.source}")
+            raise ValueError(
+                f"source = {self.settings.source!r}: no folder functions/{self.settings.source}")
 
 
 class PackagedFunction(Construct):

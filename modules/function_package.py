@@ -25,7 +25,8 @@ def package_files(source_dir: Path) -> list[Path]:
 def build_archive(source_dir: Path, destination: Path) -> Path:
     """Zip `source_dir` reproducibly into `destination` and return it."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=9) as archive:
         for path in package_files(source_dir):
             entry = zipfile.ZipInfo(path.relative_to(source_dir).as_posix(), FIXED_TIMESTAMP)
             entry.external_attr = 0o644 << 16  # readable by the Lambda runtime user

@@ -19,7 +19,8 @@ class PhaseVariablesConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.default_fault_rate) and 0 <= self.default_fault_rate <= 1):
-            raise ValueError(f"default_fault_rate = {self.default_fault_rate!r}: must be from 0 to 1")
+            raise ValueError(
+                f"default_fault_rate = {self.default_fault_rate!r}: must be from 0 to 1")
 
 
 class PhaseVariables(Construct):
@@ -58,7 +59,8 @@ class PhaseVariables(Construct):
                          "purpose, for rollback drills; changing it publishes a new version."),
             validation=[TerraformVariableValidationConfig(
                 condition="${var.fault_rate >= 0 && var.fault_rate <= 1}",
-                error_message="The fault_rate must be a number from 0 to 1, for example 0.5 in a drill.",
+                error_message=("The fault_rate must be a number from 0 to 1, "
+                               "for example 0.5 in a drill."),
             )],
         )
         # Plain names: they are what `-var`, tfvars files and workspace variables set.

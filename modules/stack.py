@@ -7,9 +7,9 @@ from constructs import Construct
 from modules.alarms import ROLLBACK_TRIGGERS, AlarmsConfig, ReleaseAlarms, alarm_name
 from modules.alias import AliasConfig, ProductionAlias
 from modules.api import ApiConfig, RestApiFrontDoor
+from modules.auto_rollback import AutoRollback, AutoRollbackConfig
 from modules.backend import configure_backend
 from modules.dashboard import DashboardConfig, ReleaseDashboard
-from modules.auto_rollback import AutoRollback, AutoRollbackConfig
 from modules.function import FunctionConfig, PackagedFunction
 from modules.phase_variables import PhaseVariables, PhaseVariablesConfig
 from modules.quarantine import QuarantineConfig, ReleaseQuarantine

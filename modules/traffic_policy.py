@@ -2,7 +2,6 @@
 alias routing from the phase variables (its routing table is in `traffic_policy/main.tf`)."""
 
 from dataclasses import dataclass
-
 from typing import Any
 
 from cdktf import App, IResolvable, TerraformHclModule, Token
@@ -60,7 +59,8 @@ class TrafficPolicy(Construct):
 
     @property
     def additional_version_weights(self):
-        return Token.as_number_map(self.module.interpolation_for_output("additional_version_weights"))
+        return Token.as_number_map(
+            self.module.interpolation_for_output("additional_version_weights"))
 
     @property
     def routing_config(self) -> Any:

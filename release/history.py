@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from release.config import release_state_dir
-
 from release.kinds import Outcome, Phase
 
 log = logging.getLogger(__name__)

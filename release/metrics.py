@@ -19,9 +19,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
-
+from typing import Literal
 
 from release.aws import MISSING, VersionMetrics
 from release.config import AlarmThresholds
@@ -74,7 +74,9 @@ def judge_canary(candidate: VersionMetrics, stable: VersionMetrics, thresholds: 
     notes: list[str] = []
 
     p_value = (_error_p_value(candidate, stable, error_limit) if candidate.invocations else None)
-    if candidate.error_rate is not None and candidate.error_rate * 100 > error_limit:
+    # error_rate and p_value are None together: when the candidate saw no invocations.
+    if (candidate.error_rate is not None and p_value is not None
+            and candidate.error_rate * 100 > error_limit):
         baseline = (f"version {stable.version}'s {_rate(stable)}" if stable.invocations else
                     f"the {error_limit:g} % limit (version {stable.version} saw no invocations)")
         comparison = f"{baseline}, one-sided p = {p_value:.2g}"

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from release import aws
 from release.config import ALIAS_NAME, EnvironmentConfig
 from release.history import ReleaseHistory
 from release.report_charts import (
-    EVENT_COLORS, TimeAxis, metrics_figure, png, share_figure, svg, version_colors,
+    EVENT_COLORS,
+    TimeAxis,
+    metrics_figure,
+    png,
+    share_figure,
+    svg,
+    version_colors,
 )
 from release.report_cloudwatch import VersionSeries, version_series
 from release.report_model import Phase, ReportInputError, Timeline, select, timeline
@@ -80,18 +87,19 @@ def write_report(environment: EnvironmentConfig, out: Path, *, history: ReleaseH
                  options: ReportOptions = ReportOptions(), now: datetime | None = None
                  ) -> WrittenReport:
     """Write the HTML (and with `options.png` the main chart beside it as <out>.png)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     records = select(history.read(environment.name), since=options.since, last=options.last,
                      now=now)
     phases = timeline(records)
-    if not phases.phases:
+    start, end = phases.start, phases.end
+    if start is None or end is None:  # no phases
         window = " in the range asked for" if options.since or options.last else ""
         raise ReportInputError(f"no release phases of {environment.name} in {history.path}"
                                f"{window}: run a phase first, or pass --from-history")
     axis = TimeAxis.around([(phase.start, phase.end) for phase in phases.phases])
     colors = version_colors(phases.versions)
     main_chart = share_figure(phases, axis, colors)
-    series, note = _cloudwatch(environment, phases, options.metrics)
+    series, note = _cloudwatch(environment, phases.versions, start, end, options.metrics)
     charts = [(svg(main_chart, "share"), SHARE_CAPTION)]
     if series:
         thresholds = environment.alarms
@@ -102,7 +110,7 @@ def write_report(environment: EnvironmentConfig, out: Path, *, history: ReleaseH
     picture = out.with_suffix(".png") if options.png else None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(_page(environment, phases, charts, note if not series else "",
+        out.write_text(_page(environment, phases, start, end, charts, note if not series else "",
                              history.path, now), encoding="utf-8")
         if picture:
             picture.write_bytes(png(main_chart))
@@ -113,24 +121,26 @@ def write_report(environment: EnvironmentConfig, out: Path, *, history: ReleaseH
                          rollbacks=len(phases.events), metrics_note=note)
 
 
-def _cloudwatch(environment: EnvironmentConfig, phases: Timeline, mode: str
-                ) -> tuple[dict[str, VersionSeries], str]:
-    """The versions' CloudWatch series over the report's range, and a note for the page."""
+def _cloudwatch(environment: EnvironmentConfig, versions: Sequence[str], start: datetime,
+                end: datetime, mode: str) -> tuple[dict[str, VersionSeries], str]:
+    """The versions' CloudWatch series from the phases' `start` to their `end` (with a margin
+    either side), and a note for the page."""
     if mode == "off":
         return {}, "CloudWatch metrics were not asked for (--metrics off)."
-    start = (phases.start - METRICS_MARGIN).replace(second=0, microsecond=0)
-    end = phases.end + METRICS_MARGIN
+    query_start = (start - METRICS_MARGIN).replace(second=0, microsecond=0)
+    query_end = end + METRICS_MARGIN
     try:
         aws.preflight_credentials(environment.region)
         series = version_series(aws.client("cloudwatch", environment.region),
-                                environment.function_name, ALIAS_NAME, phases.versions, start, end)
+                                environment.function_name, ALIAS_NAME, versions, query_start,
+                                query_end)
     except aws.AwsError as error:
         if mode == "on":
             raise
         return {}, f"CloudWatch metrics are left out: {error}. The rest comes from the history."
     if not series:
         return {}, (f"CloudWatch has no invocations of {environment.function_name}:{ALIAS_NAME} "
-                    f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC.")
+                    f"between {query_start:%Y-%m-%d %H:%M} and {query_end:%Y-%m-%d %H:%M} UTC.")
     period = next(iter(series.values())).period_seconds
     return series, (f"Lambda metrics of {environment.function_name}:{ALIAS_NAME} per version "
                     f"(dimension ExecutedVersion), {period // 60}-minute periods; dotted red: "
@@ -297,7 +307,7 @@ def _phases_table(phases: Timeline) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _page(environment: EnvironmentConfig, phases: Timeline,
+def _page(environment: EnvironmentConfig, phases: Timeline, start: datetime, end: datetime,
           charts: Sequence[tuple[str, str]], metrics_note: str, source: Path,
           now: datetime) -> str:
     title = f"Release report: {environment.name}"
@@ -321,7 +331,7 @@ def _page(environment: EnvironmentConfig, phases: Timeline,
 <h1>{_escape(title)}</h1>
 <p class="meta">Function <b>{_escape(environment.function_name)}</b>, alias
 <b>{ALIAS_NAME}</b>, region {_escape(environment.region)}: {len(phases.phases)} release phases
-from {_escape(_time(phases.start))} to {_escape(_time(phases.end))} UTC, read from
+from {_escape(_time(start))} to {_escape(_time(end))} UTC, read from
 <code>{_escape(source)}</code>. Made {_escape(_time(now))} UTC.</p>
 <div class="tiles">{_tiles(phases)}</div>
 <h2>Traffic split over time</h2>

@@ -14,19 +14,25 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, overload
 
 import matplotlib
 import numpy
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from release.report_cloudwatch import VersionSeries
-from release.report_model import EVENT_LABELS, Phase, Timeline
+from release.report_model import EVENT_LABELS, Observation, Timeline
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 IDLE_GAP = timedelta(minutes=10)
 # Share of the axis an idle stretch takes (all of them together at most GAPS_SHARE), and the
@@ -50,7 +56,7 @@ BAKE_COLORS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#b8860b"}
 OTHER_BAKE_COLOR = "#7f7f7f"
 VERSION_COLORS = ("#1f77b4", "#2ca02c", "#17becf", "#6a3d9a", "#00897b", "#3949ab", "#7cb342",
                   "#0277bd")
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
     "font.family": "DejaVu Sans",
     "font.size": 9,
@@ -87,12 +93,16 @@ class TimeAxis:
         widths = [max(length, MIN_SPAN_SHARE * sum(lengths)) for length in lengths]
         gap = min(GAP_SHARE, GAPS_SHARE / max(1, len(spans) - 1)) * sum(widths)
         real, shown, cursor = [], [], 0.0
-        for (start, end), width in zip(spans, widths):
+        for (start, end), width in zip(spans, widths, strict=True):
             real += [start, end]
             shown += [cursor, cursor + width]
             cursor += width + gap
         return cls(tuple(real), tuple(shown), tuple(spans))
 
+    @overload
+    def x(self, times: datetime) -> float: ...
+    @overload
+    def x(self, times: Sequence[datetime]) -> numpy.ndarray: ...
     def x(self, times: Sequence[datetime] | datetime) -> numpy.ndarray | float:
         if isinstance(times, datetime):
             return float(numpy.interp(times.timestamp(), self.real, self.shown))
@@ -124,7 +134,7 @@ class TimeAxis:
             first = math.ceil(start / step) * step
             times = list(numpy.arange(first, end, step)) or [start + (end - start) / 2]
             candidates += [(float(numpy.interp(t, self.real, self.shown)),
-                            datetime.fromtimestamp(t, timezone.utc)) for t in times]
+                            datetime.fromtimestamp(t, UTC)) for t in times]
         positions, labels, last_x, last_day = [], [], -math.inf, None
         for x, moment in candidates:
             if x - last_x < total / 11:
@@ -180,10 +190,9 @@ def _events(ax: Axes, axis: TimeAxis, timeline: Timeline, *, labels: bool) -> li
     return list(dict.fromkeys(event.kind for event in events))
 
 
-def _error_bars(observations: Sequence[Phase]) -> numpy.ndarray:
+def _error_bars(observations: Sequence[Observation]) -> numpy.ndarray:
     below, above = [], []
-    for phase in observations:
-        seen = phase.observed
+    for seen in observations:
         below.append(100 * (seen.share - seen.low) if seen.low is not None else 0.0)
         above.append(100 * (seen.high - seen.share) if seen.high is not None else 0.0)
     return numpy.clip(numpy.array([below, above]), 0, None)
@@ -195,7 +204,8 @@ def share_figure(timeline: Timeline, axis: TimeAxis, colors: Mapping[str, str]) 
     checks' observed shares with their Wilson intervals, bakes, and rollbacks as events."""
     figure = Figure()
     ax = figure.add_subplot()
-    handles: list[Line2D | Patch] = []
+    # Artists, and errorbar containers (tuples of artists), which the legend draws as such.
+    handles: list[Artist | ErrorbarContainer] = []
 
     steps = timeline.routing_steps()
     if steps:
@@ -206,22 +216,23 @@ def share_figure(timeline: Timeline, axis: TimeAxis, colors: Mapping[str, str]) 
                            solid_joinstyle="miter", gid="intended-share",
                            label="intended share: the alias routing each phase applied")
 
-    bakes = [phase for phase in timeline.phases if phase.bake]
-    for number, phase in enumerate(bakes):
+    bakes = [(phase, phase.bake) for phase in timeline.phases if phase.bake]
+    for number, (phase, bake) in enumerate(bakes):
         ax.axvspan(axis.x(phase.start), axis.x(phase.end), zorder=0, linewidth=0, alpha=0.18,
-                   color=BAKE_COLORS.get(phase.bake.status, OTHER_BAKE_COLOR),
-                   gid=f"bake-{phase.bake.status}-{number}")
-    for status in dict.fromkeys(phase.bake.status for phase in bakes):
+                   color=BAKE_COLORS.get(bake.status, OTHER_BAKE_COLOR),
+                   gid=f"bake-{bake.status}-{number}")
+    for status in dict.fromkeys(bake.status for _, bake in bakes):
         handles.append(Patch(color=BAKE_COLORS.get(status, OTHER_BAKE_COLOR), alpha=0.3,
                              label=f"bake: {status}"))
 
-    observed = [phase for phase in timeline.phases if phase.observed]
-    version_handles = []
-    for version in dict.fromkeys(phase.candidate for phase in observed):
-        points = [phase for phase in observed if phase.candidate == version]
+    observed = [(phase, phase.observed) for phase in timeline.phases if phase.observed]
+    version_handles: list[Artist | ErrorbarContainer] = []
+    for version in dict.fromkeys(phase.candidate for phase, _ in observed):
+        points = [(phase, seen) for phase, seen in observed if phase.candidate == version]
         container = ax.errorbar(
-            axis.x([phase.end for phase in points]),
-            [100 * phase.observed.share for phase in points], yerr=_error_bars(points),
+            axis.x([phase.end for phase, _ in points]),
+            [100 * seen.share for _, seen in points],
+            yerr=_error_bars([seen for _, seen in points]),
             fmt="o", color=colors.get(version, INTENDED_COLOR), markersize=6,
             markeredgecolor="white", markeredgewidth=0.8, elinewidth=1.6, capsize=4,
             capthick=1.6, zorder=4,
@@ -282,7 +293,8 @@ def metrics_figure(timeline: Timeline, axis: TimeAxis, colors: Mapping[str, str]
               (rows[2], "p99_ms", "p99 Duration (ms)", p99_limit_ms, "p99 alarm threshold"))
     for ax, field, label, limit, limit_label in panels:
         for version, data in series.items():
-            shown = [(time, value) for time, value in zip(data.times, getattr(data, field))
+            shown = [(time, value)
+                     for time, value in zip(data.times, getattr(data, field), strict=True)
                      if axis.covers(time)]
             ax.plot(axis.x([time for time, _ in shown]),
                     [numpy.nan if value is None else value for _, value in shown],
@@ -299,7 +311,7 @@ def metrics_figure(timeline: Timeline, axis: TimeAxis, colors: Mapping[str, str]
     rows[-1].set_xlabel("time (UTC), same axis as above")
     legend: dict[str, Line2D] = {}
     for ax in rows:
-        for handle, text in zip(*ax.get_legend_handles_labels()):
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(text, handle)
     columns = min(6, len(legend)) or 1
     _size(figure, plot_inches=5.4, legend_rows=math.ceil(len(legend) / columns))

@@ -8,9 +8,10 @@ judges; a report draws the series instead, so it asks for every period.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -49,7 +50,7 @@ def version_series(cloudwatch_client: Any, function_name: str, alias_name: str,
     """Each version's series behind `<fn>:<alias>` in [start, end); versions without any
     invocations in the range are left out."""
     period = period_for(start, end)
-    queries = []
+    queries: list[dict[str, Any]] = []
     for index, version in enumerate(versions):
         dimensions = [{"Name": "FunctionName", "Value": function_name},
                       {"Name": "Resource", "Value": f"{function_name}:{alias_name}"},
@@ -64,7 +65,8 @@ def version_series(cloudwatch_client: Any, function_name: str, alias_name: str,
             batch = queries[first:first + QUERIES_PER_REQUEST]
             for page in paginator.paginate(MetricDataQueries=batch, StartTime=start, EndTime=end):
                 for result in page["MetricDataResults"]:
-                    values[result["Id"]].update(zip(result["Timestamps"], result["Values"]))
+                    values[result["Id"]].update(
+                        zip(result["Timestamps"], result["Values"], strict=True))
     except (BotoCoreError, ClientError) as error:  # no network, no permission, throttled
         raise AwsError(f"GetMetricData failed: {' '.join(str(error).split())}") from None
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from release.aws import Routing
 from release.errors import ReleaseError
@@ -56,8 +57,7 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(
-        timezone.utc)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def select(records: Sequence[Mapping[str, Any]], *, since: timedelta | None = None,
@@ -65,7 +65,7 @@ def select(records: Sequence[Mapping[str, Any]], *, since: timedelta | None = No
     """The records newer than `since` (records without a readable time are dropped then), or
     the newest `last` ones, or all of them."""
     if since is not None:
-        cutoff = (now or datetime.now(timezone.utc)) - since
+        cutoff = (now or datetime.now(UTC)) - since
         records = [r for r in records if (t := parse_time(r.get("time"))) and t >= cutoff]
     return list(records[-last:] if last > 0 else records)
 
@@ -298,8 +298,8 @@ def timeline(records: Sequence[Mapping[str, Any]]) -> Timeline:
             # A repeated smoke result is its step's, already drawn with the step.
             observed=_observation(smoke) if smoke and not repeats_smoke else None,
             requests=_count(smoke) if smoke else None,
-            latency_ms=tuple(_number(smoke.get(f"latency_{p}_ms")) if smoke else None
-                             for p in ("p50", "p95", "p99")),
+            latency_ms=(_number(smoke.get("latency_p50_ms")), _number(smoke.get("latency_p95_ms")),
+                        _number(smoke.get("latency_p99_ms"))) if smoke else (None, None, None),
             error_rate=_number(smoke.get("error_rate")) if smoke else None,
             event=event, bake=bake, detail=str(record.get("detail", "")),
         ))

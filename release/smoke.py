@@ -17,15 +17,23 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping
 
 import httpx
 
 from release.stats import (
-    ALPHA, CONFIDENCE, SettleEvidence, SmokeInputError, SplitTest, check_split,
-    default_request_count, is_finite_number, is_whole_number, latency_summary,
+    ALPHA,
+    CONFIDENCE,
+    SettleEvidence,
+    SmokeInputError,
+    SplitTest,
+    check_split,
+    default_request_count,
+    is_finite_number,
+    is_whole_number,
+    latency_summary,
 )
 from release.weights import check_weight
 
@@ -158,7 +166,8 @@ def smoke_check(url: str, *, expected_weight: float, candidate_version: str | No
     `clock` (0: measure at once); then the measurement runs whether or not the data plane
     settled. Sending stops early once the errors alone fail the run (`completed` < `requests`,
     and the split is not judged), so a broken endpoint is not hammered nor waited on for every
-    timeout; the measured requests already in flight then still show which versions answer. `client` (not closed here) replaces the pooled client made for the run.
+    timeout; the measured requests already in flight then still show which versions answer.
+    `client` (not closed here) replaces the pooled client made for the run.
     `on_response(done, total)` is called from the calling thread after each measured response,
     e.g. for a progress bar (not during the settle, whose length is not known beforehand).
     """
@@ -373,8 +382,11 @@ def _judge(url: str, total: int, weight: float, max_error_rate: float, settle: S
     error_rate = len(errors) / len(every)
     contract_violations = sum(r.contract_violation for r in every)
     error_reasons = tuple(dict.fromkeys(errors))[:ERROR_REASONS_KEPT]
-    measured = counts[candidate] + counts[stable]
-    split = check_split(counts[candidate], measured, weight) if measured else None
+    # A version that could not be resolved answered no request.
+    candidate_count, stable_count = (counts[version] if version is not None else 0
+                                     for version in (candidate, stable))
+    measured = candidate_count + stable_count
+    split = check_split(candidate_count, measured, weight) if measured else None
     latency = latency_summary([r.latency_ms for r in every if r.latency_ms is not None])
     settle_note = _settle_note(settle, settle_timeout, candidate_given or stable_given)
     if settle_note:

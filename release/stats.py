@@ -43,8 +43,9 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import TypeGuard
 
 import numpy
 
@@ -186,7 +187,7 @@ def _acceptance_ranges(counts: numpy.ndarray,
 
     pmf = binom.pmf(numpy.arange(counts[-1] + 1), counts[:, None], weight)
     lows, highs = [], []
-    for n, row in zip(counts, pmf):
+    for n, row in zip(counts, pmf, strict=True):
         row = row[:n + 1]
         ordered = numpy.sort(row)
         no_likelier = numpy.searchsorted(ordered, row * (1 + _BINOMTEST_TIE_TOLERANCE),
@@ -227,7 +228,7 @@ class SettleEvidence:
         """The evidence after one batch of responses: `candidate` from the candidate version,
         `stable` from the stable one, `other` from versions outside the intended routing."""
         log_odds = []
-        for (per_candidate, per_stable), total in zip(self.ratios, self.log_odds):
+        for (per_candidate, per_stable), total in zip(self.ratios, self.log_odds, strict=True):
             terms = [count * ratio for count, ratio in ((candidate, per_candidate),
                                                         (stable, per_stable)) if count]
             if other or -math.inf in terms:
@@ -262,12 +263,13 @@ def latency_summary(samples_ms: Sequence[float]) -> LatencySummary | None:
     return LatencySummary(p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99))
 
 
-def is_whole_number(value: object) -> bool:
+# TypeGuard, not TypeIs: False does not rule the type out (a bool is an int, inf is a float).
+def is_whole_number(value: object) -> TypeGuard[int]:
     """An int (numpy's too), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> TypeGuard[float]:
     """A finite int or float (numpy's too), not a bool."""
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value))

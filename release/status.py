@@ -10,8 +10,8 @@ from typing import Any
 from release import aws
 from release.aws import Routing
 from release.context import ReleaseContext
-from release.phases import PhaseVariables
 from release.errors import ReleaseError
+from release.phases import PhaseVariables
 from release.runner import ALARM_ROLLBACK_PREFIX, refusal
 
 

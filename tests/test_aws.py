@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from botocore.config import Config
 
 from fakes.moto_server import ACCOUNT_CONCURRENCY, FAKE_KEY_ID, FAKE_SECRET, REGION, FakeAws
-from release.aws import (NO_CREDENTIALS, AccountNotReady, AwsError, Routing, RoutingError,
-                         RoutingTimeout, alarm_states, client, fast_rollback, first_alarm_since,
-                         preflight_account, preflight_credentials, read_alias, reservation_room,
-                         version_metrics, wait_for_routing)
+from release.aws import (
+    NO_CREDENTIALS,
+    AccountNotReady,
+    AwsError,
+    Routing,
+    RoutingError,
+    RoutingTimeout,
+    alarm_states,
+    client,
+    fast_rollback,
+    first_alarm_since,
+    preflight_account,
+    preflight_credentials,
+    read_alias,
+    reservation_room,
+    version_metrics,
+    wait_for_routing,
+)
 from release.errors import ReleaseError
 
 FN = "deploy-patterns-demo-dev"
@@ -199,19 +213,22 @@ def test_alarm_states_asks_for_at_most_100_names_per_request(fake_aws: FakeAws):
     calls = api_calls(cloudwatch)
     states = alarm_states(cloudwatch, names)
     assert calls == ["DescribeAlarms", "DescribeAlarms"]
-    assert len(states) == 150 and states["alarm-149"] == "ALARM" and states["alarm-000"] == "INSUFFICIENT_DATA"
+    assert len(states) == 150
+    assert states["alarm-149"] == "ALARM" and states["alarm-000"] == "INSUFFICIENT_DATA"
 
 
 def test_first_alarm_since_names_the_earliest_new_alarm_and_when(fake_aws: FakeAws):
     fake_aws.deploy(FN, alarm_names=["old", "canary", "errors", "quiet"])
     fake_aws.set_alarm_state("old", "ALARM")  # fired before the drill started: not this drill's
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     fake_aws.set_alarm_state("canary", "ALARM")
     fake_aws.set_alarm_state("errors", "ALARM")
-    name, when = first_alarm_since(client("cloudwatch", REGION),
-                                   ["old", "canary", "errors", "quiet"], since)
+    first = first_alarm_since(client("cloudwatch", REGION), ["old", "canary", "errors", "quiet"],
+                              since)
+    assert first is not None
+    name, when = first
     assert name == "canary"
-    assert since <= when <= datetime.now(timezone.utc)
+    assert since <= when <= datetime.now(UTC)
     assert first_alarm_since(client("cloudwatch", REGION), ["quiet", "old"], since) is None
 
 
@@ -219,7 +236,7 @@ def test_first_alarm_since_names_the_earliest_new_alarm_and_when(fake_aws: FakeA
 
 def test_version_metrics_reads_back_what_lambda_put(fake_aws: FakeAws):
     fake_aws.deploy(FN, versions=2, primary="1", weights={"2": 0.1})
-    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
     fake_aws.put_version_metrics(FN, "2", start + timedelta(seconds=10), invocations=60, errors=3,
                                  durations_ms={100: 55, 900: 5})
     fake_aws.put_version_metrics(FN, "2", start + timedelta(seconds=70), invocations=40, errors=1,
@@ -240,7 +257,7 @@ def test_version_metrics_reads_back_what_lambda_put(fake_aws: FakeAws):
 
 def test_version_metrics_without_traffic_has_no_rates(fake_aws: FakeAws):
     fake_aws.deploy(FN, versions=2)
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
     metrics = version_metrics(client("cloudwatch", REGION), FN, ALIAS, "2",
                               end - timedelta(minutes=5), end)
     assert (metrics.invocations, metrics.errors) == (0, 0)
@@ -249,7 +266,7 @@ def test_version_metrics_without_traffic_has_no_rates(fake_aws: FakeAws):
 
 
 def test_an_api_error_becomes_one_line_naming_the_operation(fake_aws: FakeAws):
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
     with pytest.raises(AwsError) as raised:
         version_metrics(client("cloudwatch", REGION), FN, ALIAS, "2", end, end - timedelta(1))
     assert str(raised.value).startswith("GetMetricData failed: ValidationError: ")

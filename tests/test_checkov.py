@@ -43,8 +43,9 @@ def test_no_synthesized_stack_fails_a_checkov_check(synth):
         assert "results" in report, f"checkov scanned nothing in the {environment} stack: {report}"
         assert report["summary"]["parsing_errors"] == 0, report["results"]["parsing_errors"]
         assert report["summary"]["passed"] > 0, f"checkov ran no check on the {environment} stack"
-        failures += [f"{environment}: {check['check_id']} {check['resource']} ({check['check_name']})"
-                     for check in report["results"]["failed_checks"]]
+        failures += [
+            f"{environment}: {check['check_id']} {check['resource']} ({check['check_name']})"
+            for check in report["results"]["failed_checks"]]
     assert not failures, ("fix the stack in modules/, or skip the check in .checkov.yaml with a "
                           "reason:\n" + "\n".join(failures))
 
@@ -54,7 +55,7 @@ def has_reason_comment(lines: list[str], check_id: str) -> bool:
     if entry not in lines:
         return False
     comment = REASON_COMMENT.fullmatch(lines[lines.index(entry) - 1])
-    return bool(comment) and comment["check_id"] == check_id
+    return comment is not None and comment["check_id"] == check_id
 
 
 def test_every_skipped_check_has_a_reason_comment():

@@ -30,7 +30,8 @@ def test_committed_directory_is_self_contained(environment):
     function = next(iter(stack["resource"]["aws_lambda_function"].values()))
     assert (directory / function["filename"]).is_file()
     module_dir = directory / stack["module"]["traffic_policy"]["source"]
-    assert {path.name for path in module_dir.glob("*.tf")} == {"main.tf", "variables.tf", "outputs.tf"}
+    assert {path.name for path in module_dir.glob("*.tf")} == {
+        "main.tf", "variables.tf", "outputs.tf"}
     assert json.loads((directory / committed.PHASE_FILE).read_text()).keys() == {
         "canary_weight", "stable_version"}
 
@@ -57,7 +58,8 @@ def provider_free_root(directory: Path, workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def committed_root(tmp_path_factory, terraform_1_0):
-    workdir = provider_free_root(committed.committed_root() / "prod", tmp_path_factory.mktemp("prod"))
+    workdir = provider_free_root(committed.committed_root() / "prod",
+                                 tmp_path_factory.mktemp("prod"))
     subprocess.run([terraform_1_0, "init", "-input=false", "-no-color"], cwd=workdir, check=True,
                    capture_output=True)
     return workdir
@@ -66,7 +68,8 @@ def committed_root(tmp_path_factory, terraform_1_0):
 def apply_phase(terraform, workdir, phase) -> subprocess.CompletedProcess:
     (workdir / committed.PHASE_FILE).write_text(json.dumps(phase))
     return subprocess.run([terraform, "apply", "-auto-approve", "-input=false", "-no-color",
-                           "-var", "candidate_version=8"], cwd=workdir, capture_output=True, text=True)
+                           "-var", "candidate_version=8"], cwd=workdir, capture_output=True,
+                          text=True)
 
 
 @pytest.mark.parametrize("phase, routing", [
@@ -81,7 +84,8 @@ def test_committed_phase_file_drives_the_routing_in_a_real_terraform(terraform_1
     assert result.returncode == 0, result.stderr
     outputs = json.loads(subprocess.run([terraform_1_0, "output", "-json"], cwd=committed_root,
                                         check=True, capture_output=True, text=True).stdout)
-    assert (outputs["primary_version"]["value"], outputs["additional_version_weights"]["value"]) == routing
+    assert (outputs["primary_version"]["value"],
+            outputs["additional_version_weights"]["value"]) == routing
 
 
 @pytest.mark.parametrize("phase, message", [

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT
 
+from conftest import PROJECT_ROOT
 from release.config import (
     CONFIG_PATH_VARIABLE,
     LOG_RETENTION_DAYS,

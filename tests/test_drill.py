@@ -3,17 +3,17 @@ test: per-version metrics published from what the endpoint served, the canary al
 faulty version's errors cross its threshold, and the real functions/rollback invoked with the
 notification, as the stack wires it in AWS."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from fakes.alarm_notifications import RollbackFunction
+from fakes.release_world import ALARMS, FUNCTION, BackgroundLoop
 from release.aws import Routing
 from release.drill import DrillError, DrillOptions, run_drill
 from release.kinds import Phase
 from release.runner import run_phase
 from release.weights import WeightError
-from fakes.release_world import ALARMS, FUNCTION, BackgroundLoop
 
 FAST = dict(timeout_seconds=10, concurrency=4, request_interval=0.005, alarm_poll_seconds=0.05,
             alias_poll_seconds=0.02, settle_seconds=0.5, grace_seconds=0.1)
@@ -28,12 +28,12 @@ class CloudWatchAndSns(BackgroundLoop):
     def __init__(self, world, rollback_function: RollbackFunction, threshold: int = 5) -> None:
         super().__init__()
         self.world, self.rollback_function, self.threshold = world, rollback_function, threshold
-        self.published = {}
+        self.published: dict[str, tuple[int, int]] = {}
         self.fired = False
 
     def step(self) -> None:
         served = self.world.endpoint.served()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for version in {version for version, _ in served}:
             total = served[(version, False)] + served[(version, True)]
             errors = served[(version, True)]

@@ -26,7 +26,8 @@ BYTECODE_FILES = (
 
 
 def write_source(root: Path, mtime: int) -> Path:
-    for relative, content in {**SOURCE_FILES, **{name: b"\x00bytecode" for name in BYTECODE_FILES}}.items():
+    bytecode = {name: b"\x00bytecode" for name in BYTECODE_FILES}
+    for relative, content in {**SOURCE_FILES, **bytecode}.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)

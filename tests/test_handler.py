@@ -1,4 +1,5 @@
-"""The demo function's response contract, fault injection and error path, called as Lambda calls it."""
+"""The demo function's response contract, fault injection and error path, called as Lambda calls
+it."""
 
 import ast
 import importlib.machinery
@@ -29,7 +30,8 @@ def load_function_module(monkeypatch):
     module name, and undo every trace of it after the test."""
     # The function folder goes last on sys.path so that it can never hide a project package.
     monkeypatch.setattr(sys, "path", [*sys.path, str(FUNCTION_DIR)])
-    # Keep the source tree free of __pycache__ (the archive skips it, but git status should not see it).
+    # Keep the source tree free of __pycache__ (the archive skips it, but git status should not
+    # see it).
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     # The handler imports its sibling by its plain name: start without one and remove it after.
     previous_release_info = sys.modules.pop("release_info", None)
@@ -38,6 +40,7 @@ def load_function_module(monkeypatch):
     def load(name: str):
         unique_name = f"demo_{name}_{uuid.uuid4().hex}"
         spec = importlib.util.spec_from_file_location(unique_name, FUNCTION_DIR / f"{name}.py")
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[unique_name] = module
         loaded.append(unique_name)
@@ -196,7 +199,8 @@ def test_fault_rate_half_fails_about_half_of_the_requests(handler, monkeypatch):
     faults = 0
     for number in range(2000):
         try:
-            response = handler.lambda_handler(api_gateway_event(), lambda_context(f"request-{number}"))
+            response = handler.lambda_handler(api_gateway_event(),
+                                              lambda_context(f"request-{number}"))
         except handler.InjectedFault:
             faults += 1
         else:
@@ -245,7 +249,7 @@ def test_unexpected_error_answers_500_with_the_request_id_and_logs_the_traceback
 
 
 def imported_names(source: str) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
@@ -259,7 +263,8 @@ def test_function_code_imports_neither_cdktf_nor_the_release_package(name):
     imported = imported_names(module_source(name))
     # Only what the Lambda runtime has: the standard library and the function's own files.
     for forbidden in ("cdktf", "release"):
-        assert not {n for n in imported if n == forbidden or n.startswith(forbidden + ".")}, imported
+        assert not {n for n in imported
+                    if n == forbidden or n.startswith(forbidden + ".")}, imported
     assert imported <= {"json", "logging", "os", "random", "release_info"}
 
 
@@ -293,8 +298,8 @@ def test_function_folder_imports_on_its_own_in_a_fresh_interpreter():
         "('cdktf', 'release', 'modules', 'boto3'))}))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-I", "-B", "-c", f"import sys; sys.path.insert(0, {str(FUNCTION_DIR)!r})\n"
-         + script],
+        [sys.executable, "-I", "-B", "-c",
+         f"import sys; sys.path.insert(0, {str(FUNCTION_DIR)!r})\n" + script],
         cwd=FUNCTION_DIR, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr

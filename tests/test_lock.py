@@ -44,9 +44,9 @@ def test_lock_file_records_the_holder_and_is_removed_on_exit(tmp_path):
 
 def test_second_acquisition_is_refused_with_the_holder(tmp_path):
     path = write_lock(tmp_path, "prod", user="alice", host="build-box", pid=123)
-    with pytest.raises(ReleaseLockedError) as refused:
-        with ReleaseLock("prod", "invoke promote", directory=tmp_path):
-            pytest.fail("the lock was granted twice")
+    with (pytest.raises(ReleaseLockedError) as refused,
+          ReleaseLock("prod", "invoke promote", directory=tmp_path)):
+        pytest.fail("the lock was granted twice")
     assert str(refused.value) == (
         "environment prod is locked by alice@build-box (pid 123, `invoke canary`) since "
         f"2026-11-26T05:00:00Z; wait for it to finish, or remove {path} if that process is gone")
@@ -55,9 +55,9 @@ def test_second_acquisition_is_refused_with_the_holder(tmp_path):
 
 
 def test_a_live_holder_in_this_process_blocks_a_second_lock(tmp_path):
-    with ReleaseLock("staging", "invoke rollout", directory=tmp_path):
-        with pytest.raises(ReleaseLockedError, match=r"locked by .* \(pid \d+, `invoke rollout`\)"):
-            ReleaseLock("staging", "invoke canary", directory=tmp_path).acquire()
+    with (ReleaseLock("staging", "invoke rollout", directory=tmp_path),
+          pytest.raises(ReleaseLockedError, match=r"locked by .* \(pid \d+, `invoke rollout`\)")):
+        ReleaseLock("staging", "invoke canary", directory=tmp_path).acquire()
     # Other environments are independent.
     with ReleaseLock("dev", "invoke canary", directory=tmp_path):
         pass
@@ -65,9 +65,9 @@ def test_a_live_holder_in_this_process_blocks_a_second_lock(tmp_path):
 
 @pytest.mark.parametrize("interruption", [RuntimeError("boom"), KeyboardInterrupt()])
 def test_lock_is_released_when_the_block_raises(tmp_path, interruption):
-    with pytest.raises(type(interruption)):
-        with ReleaseLock("prod", "invoke canary", directory=tmp_path):
-            raise interruption
+    with (pytest.raises(type(interruption)),
+          ReleaseLock("prod", "invoke canary", directory=tmp_path)):
+        raise interruption
     with ReleaseLock("prod", "invoke canary", directory=tmp_path):
         pass
 

@@ -2,11 +2,11 @@
 stack outputs it plans from."""
 
 import pytest
-from test_traffic_policy import ROUTING_TABLE
 
 from release.aws import Routing
 from release.outputs import MissingOutputError, StackOutputs
 from release.phases import PhaseInputError, PhaseVariables, parse_steps, plan_variables, routing_for
+from test_traffic_policy import ROUTING_TABLE
 
 
 def outputs(candidate="4", stable="3", weight=0.0):

@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from fakes.alarm_notifications import RollbackFunction
 from fakes.moto_server import REGION
 from fakes.release_world import ALARMS, FUNCTION, SMOKE_REQUESTS, BackgroundLoop
-
 from release.aws import AwsError, Routing
 from release.context import AwsClients
 from release.history import PhaseRecord

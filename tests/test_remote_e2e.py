@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import PROJECT_ROOT
 from fakes.endpoint import FakeEndpoint
 from fakes.moto_server import REGION
 from fakes.release_world import ALARMS, FUNCTION, AliasFollower
 from fakes.tfc_server import FakeTfc
-
 from release.aws import Routing, client, read_alias
 from release.config import parse_config
 from release.context import ReleaseContext, RunnerOptions

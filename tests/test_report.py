@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -30,7 +30,7 @@ function_name = "demo-staging"
 alarms = { canary_error_rate_percent = 2, p99_duration_ms = 800 }
 """, Path("environments.toml"))
 ENVIRONMENT = CONFIG.environment("staging")
-START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ALARM = "demo-staging-canary-error-rate"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -222,7 +222,7 @@ def test_the_page_shows_the_axes_units_and_the_phase_table(sample):
 def test_an_alarm_rollback_is_drawn_when_the_alarm_fired_not_when_it_was_noticed():
     phases = timeline(release_day())
     alarm = next(event for event in phases.events if event.kind == "alarm")
-    assert alarm.time == datetime(2026, 3, 2, 12, 31, 10, 500000, tzinfo=timezone.utc)
+    assert alarm.time == datetime(2026, 3, 2, 12, 31, 10, 500000, tzinfo=UTC)
     assert [phase.start for phase in phases.phases] == sorted(p.start for p in phases.phases)
 
 
@@ -348,7 +348,7 @@ def test_cli_rollout_report_prints_the_path_and_puts_it_in_the_json(world, tmp_p
     text = world.invoke("rollout", "--steps=0.5,1", "--bake=0", "--requests=200",
                         f"--report={out}")
     assert text.returncode == 0, text.stderr
-    assert text.stdout.splitlines()[-1].startswith(f"report dev: ") and str(out) in text.stdout
+    assert text.stdout.splitlines()[-1].startswith("report dev: ") and str(out) in text.stdout
     assert FUNCTION in out.read_text()
 
 

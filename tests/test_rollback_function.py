@@ -10,8 +10,14 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from conftest import PROJECT_ROOT
-from fakes.alarm_notifications import (FUNCTION, STATE_CHANGE_TIME, dimensions,
-                                       metric_math_alarm, single_metric_alarm, sns_event)
+from fakes.alarm_notifications import (
+    FUNCTION,
+    STATE_CHANGE_TIME,
+    dimensions,
+    metric_math_alarm,
+    single_metric_alarm,
+    sns_event,
+)
 from fakes.moto_server import ALIAS
 from release.config import quarantine_parameter_name
 
@@ -67,7 +73,7 @@ def decisions(capsys) -> list[dict[str, Any]]:
     lines = capsys.readouterr().out.splitlines()
     parsed = [json.loads(line) for line in lines]
     for entry in parsed:
-        assert LOG_FIELDS <= entry.keys(), entry
+        assert entry.keys() >= LOG_FIELDS, entry
         assert entry["action"] in {"rolled-back", "ignored", "failed"}
     return parsed
 

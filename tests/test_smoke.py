@@ -3,7 +3,7 @@ import itertools
 import json
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import pytest

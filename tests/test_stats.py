@@ -6,8 +6,17 @@ from scipy.stats import binom
 
 import release.stats
 from release.stats import (
-    ALPHA, EXACT_WEIGHT_REQUESTS, MAX_REQUESTS, MIN_REQUESTS, POWER, SettleEvidence,
-    SmokeInputError, _acceptance_ranges, check_split, default_request_count, exact_request_count,
+    ALPHA,
+    EXACT_WEIGHT_REQUESTS,
+    MAX_REQUESTS,
+    MIN_REQUESTS,
+    POWER,
+    SettleEvidence,
+    SmokeInputError,
+    _acceptance_ranges,
+    check_split,
+    default_request_count,
+    exact_request_count,
     latency_summary,
 )
 from release.stats_table import REQUEST_COUNTS
@@ -33,7 +42,8 @@ def simulated_pass_rate(requests: int, weight: float, true_share: float, runs: i
     """Share of `runs` simulated smoke runs whose split check passes."""
     hits = rng.binomial(requests, true_share, size=runs)
     values, times = numpy.unique(hits, return_counts=True)
-    passed = sum(n for k, n in zip(values, times) if check_split(int(k), requests, weight).passed)
+    passed = sum(n for k, n in zip(values, times, strict=True)
+                 if check_split(int(k), requests, weight).passed)
     return passed / runs
 
 
@@ -92,7 +102,7 @@ def test_weights_0_and_1_need_only_a_small_fixed_count(weight):
 def test_table_holds_the_exact_search_for_every_whole_percent():
     exact = {weight: exact_request_count(weight) for weight in WHOLE_PERCENTS}
 
-    assert REQUEST_COUNTS == exact, f"regenerate release/stats_table.py with {exact}"
+    assert exact == REQUEST_COUNTS, f"regenerate release/stats_table.py with {exact}"
 
 
 def test_whole_percents_are_sized_without_searching(monkeypatch):
@@ -113,7 +123,7 @@ def test_search_passes_exactly_the_counts_check_split_passes(weight):
     # The search sums p-values itself rather than calling binomtest per count: its acceptance
     # ranges must be check_split's, right at their edges.
     counts = numpy.array([MIN_REQUESTS, default_request_count(weight), MAX_REQUESTS])
-    for n, low, high in zip(counts, *_acceptance_ranges(counts, weight)):
+    for n, low, high in zip(counts, *_acceptance_ranges(counts, weight), strict=True):
         n, low, high = int(n), int(low), int(high)
         assert check_split(low, n, weight).passed and check_split(high, n, weight).passed
         assert low == 0 or not check_split(low - 1, n, weight).passed

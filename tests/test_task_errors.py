@@ -10,8 +10,8 @@ every case asserts that it left the world as it found it.
 import contextlib
 
 import pytest
-from fakes.terraform_double import STATE_FILE
 
+from fakes.terraform_double import STATE_FILE
 from release.lock import ReleaseLock
 
 ENVIRONMENT_TASKS = [("synth",), ("bootstrap",), ("deploy",), ("canary", "--weight=0.1"),

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from fakes.terraform_double import TerraformDouble, write_stack
-from release.terraform import (ChangeSummary, Terraform, TerraformError, TerraformLockError,
-                               find_binary, init_fingerprint, render_variable)
+from release.terraform import (
+    ChangeSummary,
+    Terraform,
+    TerraformError,
+    TerraformLockError,
+    find_binary,
+    init_fingerprint,
+    render_variable,
+)
 
 
 @pytest.fixture

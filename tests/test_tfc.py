@@ -8,8 +8,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from fakes.tfc_server import FakeTfc
 
+from fakes.tfc_server import FakeTfc
 from release.tfc import (
     RunResult,
     TfcAuthError,

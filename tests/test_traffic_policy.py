@@ -15,6 +15,7 @@ from conftest import PROJECT_ROOT
 
 MODULE_DIR = PROJECT_ROOT / "modules" / "traffic_policy"
 
+ROUTING_COLUMNS = "stable, weight, candidate, primary, weights, phase, blocks"
 ROUTING_TABLE = [
     # stable, weight, candidate -> primary, additional weights, phase, routing_config blocks
     pytest.param("", 0, "1", "1", {}, "candidate-only", [], id="first-deployment"),
@@ -25,17 +26,22 @@ ROUTING_TABLE = [
     pytest.param("3", 0, "4", "3", {}, "stable-only", [], id="rollback-or-baseline"),
     pytest.param("3", 0.1, "4", "3", {"4": 0.1}, "canary", [{"4": 0.1}], id="canary-10"),
     pytest.param("3", 0.5, "4", "3", {"4": 0.5}, "canary", [{"4": 0.5}], id="canary-50"),
-    pytest.param("3", 0.999, "4", "3", {"4": 0.999}, "canary", [{"4": 0.999}], id="canary-almost-all"),
+    pytest.param("3", 0.999, "4", "3", {"4": 0.999}, "canary", [{"4": 0.999}],
+                 id="canary-almost-all"),
     pytest.param("3", 1, "4", "4", {}, "promoted", [], id="blue-green-switch"),
-    pytest.param("12", 0.05, "9", "12", {"9": 0.05}, "canary", [{"9": 0.05}], id="numeric-not-lexical"),
+    pytest.param("12", 0.05, "9", "12", {"9": 0.05}, "canary", [{"9": 0.05}],
+                 id="numeric-not-lexical"),
 ]
 
 REJECTED = [
-    pytest.param({"canary_weight": "-0.1"}, "canary_weight must be a number from 0 to 1", id="weight--0.1"),
-    pytest.param({"canary_weight": "1.5"}, "canary_weight must be a number from 0 to 1", id="weight-1.5"),
+    pytest.param({"canary_weight": "-0.1"}, "canary_weight must be a number from 0 to 1",
+                 id="weight--0.1"),
+    pytest.param({"canary_weight": "1.5"}, "canary_weight must be a number from 0 to 1",
+                 id="weight-1.5"),
     pytest.param({"stable_version": "abc"}, "stable_version must be empty", id="stable-abc"),
     pytest.param({"stable_version": "$LATEST"}, "stable_version must be empty", id="stable-latest"),
-    pytest.param({"candidate_version": "$LATEST"}, "$LATEST cannot take weighted traffic", id="candidate-latest"),
+    pytest.param({"candidate_version": "$LATEST"}, "$LATEST cannot take weighted traffic",
+                 id="candidate-latest"),
 ]
 
 
@@ -70,9 +76,9 @@ def outputs(terraform: str, workdir: Path) -> dict:
     return {name: value["value"] for name, value in json.loads(raw).items()}
 
 
-@pytest.mark.parametrize("stable, weight, candidate, primary, weights, phase, blocks", ROUTING_TABLE)
-def test_routing_table(terraform_1_0, module_dir, stable, weight, candidate, primary, weights, phase,
-                       blocks):
+@pytest.mark.parametrize(ROUTING_COLUMNS, ROUTING_TABLE)
+def test_routing_table(terraform_1_0, module_dir, stable, weight, candidate, primary, weights,
+                       phase, blocks):
     result = apply(terraform_1_0, module_dir, {
         "candidate_version": candidate, "stable_version": stable, "canary_weight": weight})
     assert result.returncode == 0, result.stderr

@@ -22,6 +22,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypedDict, Unpack
+
+HOST = "127.0.0.1"
 
 # Ways to break the response contract on purpose; see `_respond` for what each one does.
 BREAKAGES = ("missing_version_header", "missing_cors_header", "wrong_content_type",
@@ -53,10 +56,26 @@ class Behaviour:
             raise ValueError(f"breakage {self.breakage!r}: use one of {', '.join(BREAKAGES)}")
 
 
+class BehaviourFields(TypedDict, total=False):
+    """Behaviour's fields as keyword arguments, so that mypy checks what callers pass."""
+
+    candidate_version: str
+    stable_version: str
+    weight: float
+    latency_ms: float
+    error_rate: float
+    candidate_error_rate: float
+    breakage: str | None
+    breakage_rate: float
+    release_version: str
+    environment: str
+
+
 class FakeEndpoint:
     """ThreadingHTTPServer on 127.0.0.1 (ephemeral port) in a background thread."""
 
-    def __init__(self, *, path: str = "/prod/demo", seed: int = 0, **behaviour: object) -> None:
+    def __init__(self, *, path: str = "/prod/demo", seed: int = 0,
+                 **behaviour: Unpack[BehaviourFields]) -> None:
         self.path = path
         self._behaviour = Behaviour(**behaviour)
         # A data plane lagging a routing change: the next `_lag_left` requests get `_previous`.
@@ -66,15 +85,14 @@ class FakeEndpoint:
         self._lock = threading.Lock()
         self._requests_seen = 0
         self._served: Counter = Counter()
-        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server((HOST, 0), _handler_for(self))
         # serve_forever checks for shutdown once per poll interval (0.5 s by default).
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
                                         daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{self.path}"
+        return f"http://{HOST}:{self._server.server_port}{self.path}"
 
     @property
     def requests_seen(self) -> int:
@@ -96,7 +114,7 @@ class FakeEndpoint:
         with self._lock:
             self._served[(version, failed)] += 1
 
-    def configure(self, *, lag_requests: int = 0, **changes: object) -> None:
+    def configure(self, *, lag_requests: int = 0, **changes: Unpack[BehaviourFields]) -> None:
         """Change how later requests are answered, e.g. `configure(weight=0.5, latency_ms=20)`.
 
         With `lag_requests` the next that many requests are still answered as before, as by
@@ -170,7 +188,7 @@ def _handler_for(endpoint: FakeEndpoint) -> type[BaseHTTPRequestHandler]:
             self._respond(behaviour, version, breakage)
 
         def _respond(self, behaviour: Behaviour, version: str, breakage: str | None) -> None:
-            body: dict[str, str] | str = {
+            body = {
                 "version": behaviour.release_version,
                 "message": f"Hello from version {version}",
                 "timestamp": str(uuid.uuid4()),
@@ -190,7 +208,8 @@ def _handler_for(endpoint: FakeEndpoint) -> type[BaseHTTPRequestHandler]:
             elif breakage == "body_version_mismatch":
                 body["function_version"] = version + "0"
             elif breakage == "not_json":
-                body = f"hello from {version}"
+                self._send(200, f"hello from {version}", headers, content_type)
+                return
             self._send(200, body, headers, content_type)
 
         def _send(self, status: int, body: object, headers: dict[str, str],

@@ -49,20 +49,20 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, cast
 from urllib.parse import unquote
 
 import boto3
 import httpx
 import numpy
 import pytest
-from moto.awslambda.exceptions import PreconditionFailedException
-from moto.awslambda.models import LambdaAlias
-from moto.awslambda.responses import LambdaResponse
 from moto.awslambda import urls as lambda_urls
-from moto.awslambda.models import lambda_backends
+from moto.awslambda.exceptions import PreconditionFailedException
+from moto.awslambda.models import LambdaAlias, lambda_backends
+from moto.awslambda.responses import LambdaResponse
 from moto.cloudwatch.exceptions import ValidationError as CloudWatchValidationError
 from moto.cloudwatch.models import Alarm, Statistics
 from moto.cloudwatch.responses import CloudWatchResponse
@@ -136,13 +136,15 @@ def _teach_moto() -> None:
                                           method="inverted_cdf"))
         return original_statistic(self, stat)
 
-    LambdaResponse.update_alias = update_alias
-    LambdaAlias.update = alias_update
-    LambdaAlias.to_json = alias_json
-    LambdaResponse.get_account_settings = get_account_settings
-    lambda_urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = LambdaResponse.dispatch
-    Alarm.__init__ = alarm_init
-    Statistics.get_statistics_for_type = statistic
+    # Replacing moto's methods is the point of this function; mypy rejects it by default.
+    LambdaResponse.update_alias = update_alias  # type: ignore[method-assign]
+    LambdaAlias.update = alias_update  # type: ignore[method-assign]
+    LambdaAlias.to_json = alias_json  # type: ignore[method-assign]
+    LambdaResponse.get_account_settings = get_account_settings  # type: ignore[attr-defined]
+    lambda_urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = (
+        LambdaResponse.dispatch)
+    Alarm.__init__ = alarm_init  # type: ignore[method-assign]
+    Statistics.get_statistics_for_type = statistic  # type: ignore[method-assign]
 
 
 @functools.cache
@@ -169,6 +171,12 @@ def moto_alias_routing() -> Iterator[None]:
         _ALIAS_ROUTING["aws_faithful"] = True
 
 
+def _canary_weights(alias: LambdaAlias) -> dict[str, float]:
+    # moto annotates routing_config as str; it holds the request's RoutingConfig object.
+    routing = cast(dict[str, Any] | None, alias.routing_config) or {}
+    return routing.get("AdditionalVersionWeights") or {}
+
+
 @contextlib.contextmanager
 def alarm_update_fails_after_the_alias_moves(function_name: str, timeout: float = 120.0
                                              ) -> Iterator[None]:
@@ -185,17 +193,16 @@ def alarm_update_fails_after_the_alias_moves(function_name: str, timeout: float 
             armed.clear()
             alias = lambda_backends[DEFAULT_ACCOUNT_ID][self.region].get_alias(ALIAS, function_name)
             deadline = time.monotonic() + timeout
-            while not (alias.routing_config or {}).get("AdditionalVersionWeights") \
-                    and time.monotonic() < deadline:
+            while not _canary_weights(alias) and time.monotonic() < deadline:
                 time.sleep(0.05)
             raise CloudWatchValidationError("Injected failure: the alarm could not be updated")
         return original(self)
 
-    CloudWatchResponse.put_metric_alarm = put_metric_alarm
+    CloudWatchResponse.put_metric_alarm = put_metric_alarm  # type: ignore[method-assign]
     try:
         yield
     finally:
-        CloudWatchResponse.put_metric_alarm = original
+        CloudWatchResponse.put_metric_alarm = original  # type: ignore[method-assign]
 
 
 def reset(endpoint: str) -> None:

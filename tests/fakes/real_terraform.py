@@ -38,8 +38,9 @@ MIRROR_VARIABLE = "SAFE_RELEASE_PROVIDER_MIRROR"
 OVERRIDE_FILE = "zz_override.tf.json"
 PROVIDER_DIR = Path("registry.terraform.io") / "hashicorp" / "aws"
 # Where Terraform itself, and machine images, keep provider mirrors.
-MIRROR_CANDIDATES = ("/opt/tf-plugins", "~/.terraform.d/plugins", "~/.local/share/terraform/plugins",
-                     "/usr/local/share/terraform/plugins", "/usr/share/terraform/plugins")
+MIRROR_CANDIDATES = ("/opt/tf-plugins", "~/.terraform.d/plugins",
+                     "~/.local/share/terraform/plugins", "/usr/local/share/terraform/plugins",
+                     "/usr/share/terraform/plugins")
 # Every AWS service a stack of this project talks to.
 MOTO_SERVICES = ("apigateway", "cloudwatch", "iam", "lambda", "logs", "sns", "sqs", "sts", "ssm",
                  "secretsmanager")
@@ -65,7 +66,8 @@ def find_terraform() -> str | None:
         return None
     output = subprocess.run([binary, "version", "-json"], capture_output=True, text=True).stdout
     try:
-        version = tuple(int(part) for part in json.loads(output)["terraform_version"].split(".")[:2])
+        version = tuple(int(part)
+                        for part in json.loads(output)["terraform_version"].split(".")[:2])
     except (ValueError, KeyError):
         return None
     return binary if version >= MINIMUM_VERSION else None

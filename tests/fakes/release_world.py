@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from invoke import Collection, Program
+
 from fakes.endpoint import FakeEndpoint
 from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint, reset
 from fakes.terraform_double import TerraformDouble, write_stack
-from invoke import Collection, Program
-
 from release.aws import AwsError, Routing, client, read_alias
 from release.config import parse_config
 from release.context import ReleaseContext, RunnerOptions

@@ -93,7 +93,7 @@ LOCK_ERROR = """\
 │ by multiple users at the same time. Please resolve the issue above and try
 │ again. For most commands, you can disable locking with the "-lock=false"
 │ flag, but this is not recommended.
-╵"""
+╵"""  # noqa: W291
 
 # The provider's error, which Terraform prints on one line however long it is.
 ALIAS_CONFLICT = (
@@ -109,7 +109,7 @@ STEP_ERRORS = {
 │ Could not retrieve the list of available versions for provider hashicorp/aws: could not
 │ connect to registry.terraform.io: failed to request discovery document: dial tcp: lookup
 │ registry.terraform.io: no such host
-╵""",
+╵""",  # noqa: W291
     "plan": """\
 ╷
 │ Error: No valid credential sources found
@@ -120,7 +120,7 @@ STEP_ERRORS = {
 │ 
 │ Please see https://registry.terraform.io/providers/hashicorp/aws
 │ for more information about providing credentials.
-╵""",
+╵""",  # noqa: W291
     "apply": """\
 ╷
 │ Error: {alias_conflict}
@@ -128,7 +128,7 @@ STEP_ERRORS = {
 │   with aws_lambda_alias.production,
 │   on cdk.tf.json line 88, in resource.aws_lambda_alias.production:
 │   88:       }
-╵""",
+╵""",  # noqa: W291, E501
     "output": """\
 ╷
 │ Error: Failed to load state: AccessDenied: Access Denied
