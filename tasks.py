@@ -328,7 +328,8 @@ def release_quarantine(c: Context, env: str = "dev", version: str = "", json: bo
             config, environment, Phase.RELEASE_QUARANTINE, progress,
             lock_timeout=lock_timeout) as context:
         record = quarantine.run_release_quarantine(context, lifted_version)
-    print(dumps(record.to_dict(), indent=2) if json else f"release-quarantine {env}: {record.detail}")
+    print(dumps(record.to_dict(), indent=2) if json
+          else f"release-quarantine {env}: {record.detail}")
 
 
 @release_task(help={"env": ENV_HELP, "yes": "Do not ask for confirmation (for pipelines).",

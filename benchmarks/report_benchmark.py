@@ -30,6 +30,7 @@ import numpy  # noqa: E402
 
 from release.config import load_config  # noqa: E402
 from release.history import PhaseRecord, ReleaseHistory  # noqa: E402
+from release.kinds import Outcome, Phase  # noqa: E402
 from release.report import ReportOptions, write_report  # noqa: E402
 from release.smoke import SmokeResult  # noqa: E402
 from release.stats import check_split, latency_summary  # noqa: E402
@@ -88,10 +89,11 @@ class Day:
         moment = self.day + timedelta(hours=hour, minutes=minute, seconds=second)
         self.records.append(PhaseRecord(
             time=moment.strftime("%Y-%m-%dT%H:%M:%SZ"), environment=ENVIRONMENT, caller=caller,
-            phase=phase, routing_before=self.routing(before), routing_after=self.routing(after),
-            candidate_version=str(self.candidate), stable_version=str(self.stable), smoke=smoke,
-            alarms=None if smoke is None else dict.fromkeys(ALARMS, "OK"), outcome=outcome,
-            detail=detail, duration_seconds=seconds).to_dict())
+            phase=Phase(phase), routing_before=self.routing(before),
+            routing_after=self.routing(after), candidate_version=str(self.candidate),
+            stable_version=str(self.stable), smoke=smoke,
+            alarms=None if smoke is None else dict.fromkeys(ALARMS, "OK"),
+            outcome=Outcome(outcome), detail=detail, duration_seconds=seconds).to_dict())
 
     def release(self) -> None:
         self.candidate += 1

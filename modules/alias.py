@@ -38,12 +38,14 @@ class AliasConfig:
                 raise ValueError(f"additional_version_weights = {dict(weights)!r}: Lambda allows "
                                  "at most one additional version")
             for version, weight in weights.items():
-                if not (isinstance(weight, (int, float)) and math.isfinite(weight) and 0 <= weight <= 1):
+                if not (isinstance(weight, (int, float)) and math.isfinite(weight)
+                        and 0 <= weight <= 1):
                     raise ValueError(f"additional_version_weights[{version!r}] = {weight!r}: "
                                      "must be a number from 0 to 1")
                 if version in ("$LATEST", self.primary_version):
-                    raise ValueError(f"additional_version_weights = {dict(weights)!r}: the additional "
-                                     "version must be a published version other than the primary")
+                    raise ValueError(f"additional_version_weights = {dict(weights)!r}: the "
+                                     "additional version must be a published version other than "
+                                     "the primary")
 
 
 class ProductionAlias(Construct):
@@ -52,7 +54,8 @@ class ProductionAlias(Construct):
         self.alias = LambdaAlias(
             self, "alias",
             name=ALIAS_NAME,
-            description="Production traffic; routing set by the canary_weight and stable_version variables.",
+            description=("Production traffic; routing set by the canary_weight and stable_version "
+                         "variables."),
             function_name=config.function_name,
             function_version=config.primary_version,
             lifecycle=TerraformResourceLifecycle(precondition=[
@@ -76,6 +79,8 @@ class ProductionAlias(Construct):
         # a plain struct, which a dynamic block token does not pass.)
         self.alias.add_override("dynamic.routing_config", {
             "for_each": config.routing_config,
-            "content": {"additional_version_weights": "${routing_config.value.additional_version_weights}"},
+            "content": {
+                "additional_version_weights": "${routing_config.value.additional_version_weights}",
+            },
         })
 

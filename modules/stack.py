@@ -67,7 +67,8 @@ class SafeReleaseStack(TerraformStack):
                 alias_name=ALIAS_NAME,
                 function_arn=function.function.arn,
                 quarantine_parameter_arn=quarantine.parameter.arn,
-                alarm_names=tuple(alarm_name(config.function_name, kind) for kind in ROLLBACK_TRIGGERS),
+                alarm_names=tuple(alarm_name(config.function_name, kind)
+                                  for kind in ROLLBACK_TRIGGERS),
                 log_retention_days=config.function.log_retention_days,
             ))
         alarms = ReleaseAlarms(self, "alarms", AlarmsConfig(
@@ -91,8 +92,10 @@ class SafeReleaseStack(TerraformStack):
         ))
 
         outputs = {
-            "api_url": (api.url, "URL of GET /<path> on the API stage; what the smoke check calls."),
-            "function_name": (function.function.function_name, "Name of the released Lambda function."),
+            "api_url": (api.url,
+                        "URL of GET /<path> on the API stage; what the smoke check calls."),
+            "function_name": (function.function.function_name,
+                              "Name of the released Lambda function."),
             "alias_name": (alias.name, "Name of the alias API Gateway invokes."),
             "alias_arn": (alias.arn, "ARN of the production alias."),
             "candidate_version": (function.function.version,
@@ -100,10 +103,14 @@ class SafeReleaseStack(TerraformStack):
             "primary_version": (alias.function_version,
                                 "Version the alias points at (takes 1 - canary weight)."),
             "additional_version_weights": (policy.additional_version_weights,
-                                           "Alias routing weights: {candidate = weight} during a canary, else empty."),
-            "phase": (policy.phase, "Routing table row: candidate-only, stable-only, canary or promoted."),
-            "canary_weight": (phase.canary_weight.number_value, "The canary_weight this apply used."),
-            "stable_version": (phase.stable_version.string_value, "The stable_version this apply used."),
+                                           "Alias routing weights: {candidate = weight} during a "
+                                           "canary, else empty."),
+            "phase": (policy.phase,
+                      "Routing table row: candidate-only, stable-only, canary or promoted."),
+            "canary_weight": (phase.canary_weight.number_value,
+                              "The canary_weight this apply used."),
+            "stable_version": (phase.stable_version.string_value,
+                               "The stable_version this apply used."),
             "alarm_names": ([alarm.alarm_name for alarm in alarms.all],
                             "Names of the CloudWatch alarms that judge a release."),
             "region": (config.region, "AWS region of the stack."),
@@ -118,7 +125,8 @@ class SafeReleaseStack(TerraformStack):
                 "(\"\" when the environment opted out)."),
             "auto_rollback_dead_letter_queue": (
                 auto_rollback.dead_letters.url if auto_rollback else "",
-                "Queue holding alarm events the rollback function could not handle (\"\" when off)."),
+                "Queue holding alarm events the rollback function could not handle (\"\" when "
+                "off)."),
         }
         for name, (value, description) in outputs.items():
             TerraformOutput(self, name, value=value, description=description)

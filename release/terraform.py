@@ -302,33 +302,35 @@ class Terraform:
             raise TerraformError(f"cannot run {self.binary} {step}: {error.strerror}: check "
                                  f"{BINARY_VARIABLE} and the stack directory {self.stack_dir}",
                                  step=step) from None
-        lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        # The with block closes the stdout and stderr pipes once Terraform has exited.
+        with process:
+            lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
 
-        def pump(name: str, pipe: Any) -> None:
-            for line in pipe:
-                lines.put((name, line.rstrip("\r\n")))
-            lines.put((name, None))
+            def pump(name: str, pipe: Any) -> None:
+                for line in pipe:
+                    lines.put((name, line.rstrip("\r\n")))
+                lines.put((name, None))
 
-        for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
-            threading.Thread(target=pump, args=(name, pipe), daemon=True).start()
-        captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        open_pipes = 2
-        pending: BaseException | None = None
-        while open_pipes:
-            try:
-                name, line = lines.get()
-                if line is None:
-                    open_pipes -= 1
-                    continue
-                captured[name].append(line)
-                if stream and self.on_line is not None and pending is None:
-                    self.on_line(line)
-            except BaseException as error:  # Ctrl-C, or the callback failed
-                # Keep draining until Terraform exits: cut off mid-apply (its pipes closed under
-                # it) it would die without writing state or releasing the state lock. Terraform
-                # gets the same Ctrl-C and stops gracefully on its own.
-                pending = pending or error
-        exit_code = process.wait()
+            for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
+                threading.Thread(target=pump, args=(name, pipe), daemon=True).start()
+            captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+            open_pipes = 2
+            pending: BaseException | None = None
+            while open_pipes:
+                try:
+                    name, line = lines.get()
+                    if line is None:
+                        open_pipes -= 1
+                        continue
+                    captured[name].append(line)
+                    if stream and self.on_line is not None and pending is None:
+                        self.on_line(line)
+                except BaseException as error:  # Ctrl-C, or the callback failed
+                    # Keep draining until Terraform exits: cut off mid-apply (its pipes closed under
+                    # it) it would die without writing state or releasing the state lock. Terraform
+                    # gets the same Ctrl-C and stops gracefully on its own.
+                    pending = pending or error
+            exit_code = process.wait()
         if pending is not None:
             raise pending
         result = _Completed(exit_code, captured["stdout"], captured["stderr"])

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,9 @@ from release.history import PhaseRecord, ReleaseHistory
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def phase(environment: str = "prod", phase: str = "canary", outcome: str = "succeeded", **changes) -> PhaseRecord:
-    fields = dict(
+def phase(environment: str = "prod", phase: str = "canary", outcome: str = "succeeded",
+          **changes: Any) -> PhaseRecord:
+    fields: dict[str, Any] = dict(
         time="2026-11-26T05:00:00Z", environment=environment, caller="alice@build-box", phase=phase,
         routing_before={"primary_version": "3", "additional_version_weights": {}},
         routing_after={"primary_version": "3", "additional_version_weights": {"4": 0.1}},
@@ -107,7 +109,8 @@ for n in range(int(sys.argv[3])):
 def test_concurrent_appends_from_two_processes_keep_every_line_whole(tmp_path):
     path = tmp_path / "history.jsonl"
     count = 100
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), env, str(count)], cwd=PROJECT)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), env, str(count)],
+                                cwd=PROJECT)
                for env in ("a", "b")]
     assert [writer.wait() for writer in writers] == [0, 0]
     lines = path.read_text().splitlines()

@@ -37,7 +37,8 @@ def assert_phase(world: RealWorld, env: str, result: dict, *, phase: str, routin
     assert Routing(outputs["primary_version"], outputs["additional_version_weights"]) == routing
     assert (outputs["candidate_version"], outputs["stable_version"]) == (candidate, stable)
     last = world.history.last(env)
-    assert (last["phase"], last["outcome"], last["candidate_version"]) == (phase, outcome, candidate)
+    assert (last["phase"], last["outcome"], last["candidate_version"]) == (phase, outcome,
+                                                                            candidate)
     assert last["routing_after"] == routing.to_dict()
     replan = world.replan(env)
     assert replan.returncode == 0, f"the stack does not converge:\n{replan.stdout}{replan.stderr}"
@@ -247,7 +248,8 @@ class TestReleaseHistoryInStaging:
         assert result.returncode == 0, result.stderr
         assert world.outputs("staging") == {}
         functions = world.lambda_client.list_functions()["Functions"]
-        assert world.function_name("staging") not in {function["FunctionName"] for function in functions}
+        assert world.function_name("staging") not in {function["FunctionName"]
+                                                      for function in functions}
         # The account stack outlives every environment.
         assert client("apigateway", "eu-west-1").get_account().get("cloudwatchRoleArn")
 

@@ -33,6 +33,7 @@ class RemoteWorld:
         self.history_path = tmp_path / "state" / "history.jsonl"
         self.candidate = "1"
         self.lambda_client = client("lambda", REGION)
+        self.tfc_clients = []
 
     def apply(self, workspace, variables):
         """What the workspace's Terraform apply does: route the alias, return the outputs."""
@@ -49,12 +50,18 @@ class RemoteWorld:
     def context(self):
         config = parse_config(self.config_path.read_text(), self.config_path)
         environment = config.environment("dev")
-        remote = RemoteTerraform(environment, TfcClient("tfc.test", self.tfc.token,
-                                                        address=self.tfc.address,
-                                                        sleep=lambda s: None))
+        tfc_client = TfcClient("tfc.test", self.tfc.token, address=self.tfc.address,
+                               sleep=lambda s: None)
+        self.tfc_clients.append(tfc_client)
+        remote = RemoteTerraform(environment, tfc_client)
         return ReleaseContext(environment, remote, history=self.history,
                               options=RunnerOptions(smoke_requests=200, routing_interval=0.01,
                                                     routing_timeout=5))
+
+    def close(self):
+        """Close the Terraform Cloud clients that `context` made."""
+        while self.tfc_clients:
+            self.tfc_clients.pop().close()
 
     def live(self):
         return read_alias(self.lambda_client, FUNCTION, "production").routing
@@ -81,10 +88,13 @@ def remote(fake_aws, tmp_path, monkeypatch):
             monkeypatch.setenv("SAFE_RELEASE_STATE_DIR", str(tmp_path / "state"))
             monkeypatch.setenv("TFE_TOKEN", tfc.token)
             world = RemoteWorld(fake_aws, tfc, endpoint, config_path, tmp_path)
-            with AliasFollower(endpoint, world.lambda_client):
-                run_phase(world.context(), Phase.DEPLOY)
-                world.candidate = fake_aws.publish_version(FUNCTION)
-                yield world
+            try:
+                with AliasFollower(endpoint, world.lambda_client):
+                    run_phase(world.context(), Phase.DEPLOY)
+                    world.candidate = fake_aws.publish_version(FUNCTION)
+                    yield world
+            finally:
+                world.close()
 
 
 def test_remote_canary_sets_the_workspace_variables_runs_and_checks(remote):

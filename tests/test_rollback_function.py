@@ -326,7 +326,8 @@ def test_an_aws_error_that_outlasts_the_retries_fails_the_invocation(rollback, f
 
 def test_a_missing_function_fails_the_invocation(rollback, capsys, monkeypatch):
     monkeypatch.setenv("FUNCTION_NAME", "deleted-function")
-    event = sns_event(single_metric_alarm(metric_dimensions=dimensions(function="deleted-function")))
+    event = sns_event(single_metric_alarm(
+        metric_dimensions=dimensions(function="deleted-function")))
     with pytest.raises(rollback.RollbackFailed, match="ResourceNotFoundException"):
         rollback.lambda_handler(event, None)
     [logged] = decisions(capsys)
@@ -353,8 +354,8 @@ def test_an_event_without_records_fails(rollback, capsys):
 # --- configuration and packaging -----------------------------------------------------------------
 
 @pytest.mark.parametrize("variable, value", [
-    ("FUNCTION_NAME", None), ("ALIAS_NAME", None), ("ALARM_NAMES", None), ("QUARANTINE_PARAMETER", None),
-    ("FUNCTION_NAME", "  "), ("ALARM_NAMES", " , "),
+    ("FUNCTION_NAME", None), ("ALIAS_NAME", None), ("ALARM_NAMES", None),
+    ("QUARANTINE_PARAMETER", None), ("FUNCTION_NAME", "  "), ("ALARM_NAMES", " , "),
 ])
 def test_missing_configuration_is_logged_and_raised(rollback, capsys, monkeypatch, variable,
                                                     value):

@@ -102,7 +102,8 @@ def test_alias_routes_by_the_traffic_policy(env):
     assert "routing_config" not in alias
     assert alias["dynamic"]["routing_config"] == {
         "for_each": "${module.traffic_policy.routing_config}",
-        "content": {"additional_version_weights": "${routing_config.value.additional_version_weights}"}}
+        "content": {
+            "additional_version_weights": "${routing_config.value.additional_version_weights}"}}
 
 
 def test_alias_refuses_a_canary_without_new_code_and_a_quarantined_version(env):
@@ -180,10 +181,12 @@ def test_execution_role_is_least_privilege(env):
     config, stack = env
     _, role = only(stack, "aws_iam_role", "function")
     _, policy = only(stack, "aws_iam_role_policy", "function")
-    log_group_name = next(key for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
+    log_groups = stack["resource"]["aws_cloudwatch_log_group"]
+    log_group_name = next(key for key, value in log_groups.items()
                           if value["name"] == f"/aws/lambda/{config.function_name}")
     trust = json.loads(role["assume_role_policy"])
-    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+    assert trust["Statement"] == [{"Effect": "Allow",
+                                   "Principal": {"Service": "lambda.amazonaws.com"},
                                    "Action": "sts:AssumeRole"}]
     assert "managed_policy_arns" not in role
     assert "aws_iam_role_policy_attachment" not in stack["resource"]
@@ -232,7 +235,8 @@ def test_deployment_is_replaced_only_when_the_api_shape_changes(env):
     deployment_name, deployment = only(stack, "aws_api_gateway_deployment")
     _, stage = only(stack, "aws_api_gateway_stage")
     _, settings = only(stack, "aws_api_gateway_method_settings")
-    log_group_name = next(key for key, value in stack["resource"]["aws_cloudwatch_log_group"].items()
+    log_groups = stack["resource"]["aws_cloudwatch_log_group"]
+    log_group_name = next(key for key, value in log_groups.items()
                           if value["name"].startswith("/aws/apigateway/"))
 
     trigger = deployment["triggers"]["redeployment"]
@@ -284,7 +288,8 @@ def test_alarms_watch_alias_canary_latency_throttles_and_the_stage(env):
     error_rate = alarms["error-rate"]
     assert error_rate["threshold"] == config.alarms.error_rate_percent
     queries = {query["id"]: query for query in error_rate["metric_query"]}
-    assert queries["error_rate"]["expression"] == "IF(invocations > 0, 100 * errors / invocations, 0)"
+    assert queries["error_rate"]["expression"] == (
+        "IF(invocations > 0, 100 * errors / invocations, 0)")
     assert queries["error_rate"]["return_data"] is True
     assert queries["errors"]["metric"]["metric_name"] == "Errors"
     assert queries["invocations"]["metric"]["metric_name"] == "Invocations"
@@ -330,9 +335,11 @@ def test_outputs_the_release_tasks_read(env):
     function_name, _ = only(stack, "aws_lambda_function", "function")
     stage_name, _ = only(stack, "aws_api_gateway_stage")
     resource_name, _ = only(stack, "aws_api_gateway_resource")
-    assert outputs["candidate_version"]["value"] == ref("aws_lambda_function", function_name, "version")
-    assert outputs["api_url"]["value"] == (ref("aws_api_gateway_stage", stage_name, "invoke_url") + "/"
-                                           + ref("aws_api_gateway_resource", resource_name, "path_part"))
+    assert outputs["candidate_version"]["value"] == ref("aws_lambda_function", function_name,
+                                                        "version")
+    assert outputs["api_url"]["value"] == (
+        ref("aws_api_gateway_stage", stage_name, "invoke_url") + "/"
+        + ref("aws_api_gateway_resource", resource_name, "path_part"))
     assert outputs["additional_version_weights"]["value"] == (
         "${module.traffic_policy.additional_version_weights}")
     assert len(outputs["alarm_names"]["value"]) == 5
@@ -374,7 +381,8 @@ def test_auto_rollback_is_wired_alarm_to_topic_to_function(synth):
     assert function["publish"] is False
     assert function["environment"]["variables"] == {
         "FUNCTION_NAME": "deploy-patterns-demo-prod", "ALIAS_NAME": "production",
-        "ALARM_NAMES": "deploy-patterns-demo-prod-error-rate,deploy-patterns-demo-prod-canary-error-rate",
+        "ALARM_NAMES": ("deploy-patterns-demo-prod-error-rate,"
+                        "deploy-patterns-demo-prod-canary-error-rate"),
         "QUARANTINE_PARAMETER": "/deploy-patterns-demo-prod/release/quarantined-versions"}
     assert (retries["maximum_retry_attempts"], retries["destination_config"]) == (
         2, {"on_failure": {"destination": ref("aws_sqs_queue", queue_name, "arn")}})
@@ -386,7 +394,8 @@ def test_rollback_function_may_change_only_the_released_functions_aliases(synth)
     queue_name, _ = only(stack, "aws_sqs_queue", "auto_rollback")
     _, policy = only(stack, "aws_iam_role_policy", "auto_rollback")
     _, role = only(stack, "aws_iam_role", "auto_rollback")
-    statements = {statement["Sid"]: statement for statement in json.loads(policy["policy"])["Statement"]}
+    statements = {statement["Sid"]: statement
+                  for statement in json.loads(policy["policy"])["Statement"]}
     # GetAlias/UpdateAlias authorize on the unqualified function ARN (Lambda's actions table): an
     # alias ARN (or a version-qualified one) would never match, and the rollback would never act.
     assert statements["RollBackTheReleasedFunction"] == {
@@ -396,7 +405,8 @@ def test_rollback_function_may_change_only_the_released_functions_aliases(synth)
     assert not any("aws_lambda_alias" in str(statement["Resource"]) or
                    "qualified_arn" in str(statement["Resource"])
                    for statement in statements.values())
-    assert statements["KeepUndeliveredAlarms"]["Resource"] == ref("aws_sqs_queue", queue_name, "arn")
+    assert statements["KeepUndeliveredAlarms"]["Resource"] == ref("aws_sqs_queue", queue_name,
+                                                                  "arn")
     # The quarantine: read and write the stack's one parameter, nothing else in SSM.
     assert statements["QuarantineTheRolledBackVersion"] == {
         "Sid": "QuarantineTheRolledBackVersion", "Effect": "Allow",

@@ -45,7 +45,8 @@ def test_init_runs_once_until_the_backend_changes(double, stack):
     terraform.outputs()
     assert double.commands() == ["init", "plan", "plan", "output"]
 
-    write_stack(stack, backend={"s3": {"bucket": "team-state", "key": "dev.tfstate", "use_lockfile": True}})
+    write_stack(stack, backend={"s3": {"bucket": "team-state", "key": "dev.tfstate",
+                                       "use_lockfile": True}})
     terraform.plan({"canary_weight": 0})
     assert double.commands()[-2:] == ["init", "plan"]
     assert call_args(double, "init")[-1] == ["init", "-input=false", "-no-color"]
@@ -72,7 +73,8 @@ def test_failed_init_is_retried_next_time(double, stack):
 
 
 def test_fingerprint_ignores_resources_but_not_module_sources():
-    stack = {"terraform": {"backend": {"local": {}}}, "resource": {"a": 1}, "module": {"m": {"source": "./x"}}}
+    stack = {"terraform": {"backend": {"local": {}}}, "resource": {"a": 1},
+             "module": {"m": {"source": "./x"}}}
     same = {**stack, "resource": {"a": 2}}
     moved = {**stack, "module": {"m": {"source": "./y"}}}
     assert init_fingerprint(stack) == init_fingerprint(same)
@@ -81,23 +83,26 @@ def test_fingerprint_ignores_resources_but_not_module_sources():
 
 def test_missing_stack_file_says_to_synthesize(double, tmp_path):
     terraform = runner(double, tmp_path / "cdktf.out" / "stacks" / "prod")
-    with pytest.raises(TerraformError, match=r"no synthesized stack at .*cdk\.tf\.json: run `cdktf synth`"):
+    with pytest.raises(TerraformError,
+                       match=r"no synthesized stack at .*cdk\.tf\.json: run `cdktf synth`"):
         terraform.plan({})
     assert double.calls() == []
 
 
 def test_plan_arguments(double, stack):
-    plan = runner(double, stack, lock_timeout="5m").plan({"canary_weight": 0.1, "stable_version": "3"})
+    plan = runner(double, stack, lock_timeout="5m").plan({"canary_weight": 0.1,
+                                                           "stable_version": "3"})
     (argv,) = call_args(double, "plan")
-    assert argv[:6] == ["plan", "-input=false", "-lock-timeout=5m", "-detailed-exitcode", "-no-color",
-                        f"-out={plan.path}"]
+    assert argv[:6] == ["plan", "-input=false", "-lock-timeout=5m", "-detailed-exitcode",
+                        "-no-color", f"-out={plan.path}"]
     assert argv[6:] == ["-var", "canary_weight=0.1", "-var", "stable_version=3"]
     assert plan.path == (stack / "release.tfplan").resolve()
     assert plan.path.is_file()
 
 
 @pytest.mark.parametrize(("value", "rendered"), [
-    (0.1, "0.1"), (1e-05, "0.00001"), (0.25, "0.25"), (1.0, "1.0"), (0, "0"), (1, "1"), ("7", "7"), ("", ""),
+    (0.1, "0.1"), (1e-05, "0.00001"), (0.25, "0.25"), (1.0, "1.0"), (0, "0"), (1, "1"),
+    ("7", "7"), ("", ""),
 ])
 def test_variables_render_without_exponent(value, rendered):
     assert render_variable(value) == rendered
@@ -110,7 +115,8 @@ def test_non_finite_variables_are_refused(value):
 
 
 def test_lock_timeout_must_be_a_duration(double, stack):
-    with pytest.raises(TerraformError, match="lock timeout '60' is not a duration: use a value such as 60s"):
+    with pytest.raises(TerraformError,
+                       match="lock timeout '60' is not a duration: use a value such as 60s"):
         runner(double, stack, lock_timeout="60")
 
 
@@ -139,8 +145,8 @@ def test_apply_applies_the_plan_file_and_outputs_follow_the_routing(double, stac
     plan = terraform.plan({"canary_weight": 0.1, "stable_version": "3"})
     terraform.apply(plan)
 
-    assert call_args(double, "apply")[-1] == ["apply", "-input=false", "-lock-timeout=60s", "-no-color",
-                                             str(plan.path)]
+    assert call_args(double, "apply")[-1] == ["apply", "-input=false", "-lock-timeout=60s",
+                                             "-no-color", str(plan.path)]
     outputs = terraform.outputs()
     assert outputs["candidate_version"] == "4"
     assert outputs["primary_version"] == "3"
@@ -180,7 +186,8 @@ def test_apply_failure_carries_the_stderr_tail(double, stack):
     assert not isinstance(error, TerraformLockError)
     assert (error.step, error.exit_code) == ("apply", 1)
     assert "\n" not in str(error)
-    assert str(error).startswith(f"terraform apply failed (exit 1) in {stack}: Error: updating Lambda Alias")
+    assert str(error).startswith(f"terraform apply failed (exit 1) in {stack}: "
+                                 "Error: updating Lambda Alias")
     assert any("ResourceConflictException" in line for line in error.stderr_tail)
     assert double.state(stack) is None
 
@@ -223,7 +230,9 @@ def test_plan_failure_names_the_error_and_the_fix(double, stack):
 
 
 def test_plan_failure_on_an_invalid_variable(double, stack):
-    with pytest.raises(TerraformError, match="terraform plan failed .*Error: Invalid value for variable") as failure:
+    with pytest.raises(TerraformError,
+                       match="terraform plan failed .*Error: Invalid value for variable"
+                       ) as failure:
         runner(double, stack).plan({"canary_weight": 1.5})
     assert failure.value.step == "plan"
 
@@ -291,7 +300,8 @@ def test_progress_lines_stream_while_terraform_runs(double, stack, tmp_path):
 
 
 def test_interrupt_waits_for_terraform_to_finish(double, stack, tmp_path):
-    # Ctrl-C reaches Terraform too; we must not abandon it mid-apply (it would lose the state write).
+    # Ctrl-C reaches Terraform too; we must not abandon it mid-apply (it would lose the state
+    # write).
     resume = tmp_path / "resume"
     terraform = runner(double, stack)
     plan = terraform.plan({"canary_weight": 0})

@@ -136,7 +136,8 @@ def parse_record(record: Mapping[str, Any]) -> AlarmNotification:
             state=message["NewStateValue"],
             state_change_time=message["StateChangeTime"],
             metric_dimensions=tuple(
-                {dimension["name"]: dimension["value"] for dimension in metric.get("Dimensions") or []}
+                {dimension["name"]: dimension["value"]
+                 for dimension in metric.get("Dimensions") or []}
                 for metric in metrics),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as error:
@@ -360,8 +361,8 @@ def roll_back(alarm: AlarmNotification, settings: Settings, lambda_client: Any, 
     return outcome("rolled-back", why, rolled_back, after, quarantined=version)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
 
 
 def handle_event(event: Mapping[str, Any], settings: Settings, lambda_client: Any,

@@ -1,5 +1,6 @@
 """Stand-ins for CloudWatch alarm notifications delivered by SNS, and for the Lambda runtime that
-runs functions/rollback: the events as AWS sends them, and the real handler loaded from its folder."""
+runs functions/rollback: the events as AWS sends them, and the real handler loaded from its
+folder."""
 
 import importlib.util
 import json
@@ -39,7 +40,8 @@ def _notification(name: str, state: str, trigger: dict[str, Any]) -> dict[str, A
         "NewStateValue": state,
         "NewStateReason": ("Threshold Crossed: 2 out of the last 3 datapoints [12.5 (10/03/25 "
                            "00:04:00), 9.1 (10/03/25 00:03:00)] were greater than or equal to "
-                           "the threshold (5.0) (minimum 2 datapoints for OK -> ALARM transition)."),
+                           "the threshold (5.0) (minimum 2 datapoints for OK -> ALARM "
+                           "transition)."),
         "StateChangeTime": STATE_CHANGE_TIME,
         "Region": "EU (Ireland)",
         "AlarmArn": f"arn:aws:cloudwatch:{REGION}:123456789012:alarm:{name}",
@@ -128,7 +130,10 @@ def sns_event(*messages: dict[str, Any] | str) -> dict[str, Any]:
 def load_handler(name: str | None = None):
     """functions/rollback/handler.py as its own module (the caller forgets it from sys.modules)."""
     unique_name = name or f"rollback_handler_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(unique_name, FUNCTION_DIR / "handler.py")
+    path = FUNCTION_DIR / "handler.py"
+    spec = importlib.util.spec_from_file_location(unique_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a module", path=str(path))
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique_name] = module
     spec.loader.exec_module(module)

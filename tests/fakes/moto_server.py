@@ -207,7 +207,9 @@ def alarm_update_fails_after_the_alias_moves(function_name: str, timeout: float 
 
 def reset(endpoint: str) -> None:
     """Forget every resource the server holds (all services, all regions)."""
-    httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
+    # Not httpx's 5 s default: on a loaded machine a reset of many resources takes longer, and
+    # a timeout here fails a test that has nothing to do with speed.
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=120).raise_for_status()
 
 
 def fake_aws_environment(endpoint: str, home: Path) -> dict[str, str]:
