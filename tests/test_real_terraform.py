@@ -240,7 +240,7 @@ class TestReleaseHistoryInStaging:
         assert list(info["quarantined"]) == ["3"]  # `rollback --fast` took v3's traffic earlier
         again = world.invoke("release-quarantine", "--env", "staging", "--version", "6")
         assert again.returncode == 1
-        assert again.stderr.strip() == ("error: v6 is not quarantined (quarantined: none); "
+        assert again.stderr.strip() == ("error: v6 is not quarantined (quarantined: v3); "
                                         "nothing changed")
 
     def test_destroy(self, world):
