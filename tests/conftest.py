@@ -21,6 +21,9 @@ EXTRA_ENVIRONMENTS = """
 [environments.s3-backed]
 function_name = "test-s3-backed"
 backend = { type = "s3", bucket = "team-terraform-state" }
+secrets = ["team/db-password",
+           "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-key-AbCdEf"]
+settings = { greeting = "hej", max_items = 20, beta = true }
 
 [environments.cloud-backed]
 function_name = "test-cloud-backed"
