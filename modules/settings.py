@@ -7,10 +7,10 @@ apply publishes a new function version, which then goes through canary, smoke an
 code. A version keeps reading the parameter version it was published with (GetParameter accepts
 the `name:version` selector), so a rollback brings old config back with old code.
 
-Secrets (`secrets = [...]`, existing Secrets Manager secrets) are pinned the same way: the
-`aws_secretsmanager_secret_versions` data source lists a secret's version ids and stages (not
-its value, which so stays out of the plan and the state) at plan time, and `SECRETS` maps each
-secret to its ARN and the version id that was AWSCURRENT then.
+Secrets (`secrets = [...]`, existing Secrets Manager secrets) are pinned the same way: at plan
+time `aws_secretsmanager_secret` gives a secret's ARN and `aws_secretsmanager_secret_versions`
+its version ids and stages (neither reads the value, which so stays out of the plan and the
+state), and `SECRETS` maps each secret to its ARN and the version id that was AWSCURRENT then.
 """
 
 import json
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cdktf import Token
+from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret import DataAwsSecretsmanagerSecret
 from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret_versions import (
     DataAwsSecretsmanagerSecretVersions,
 )
@@ -60,16 +61,20 @@ class ReleaseSettings(Construct):
         pins = []
         arns = []
         for index, secret in enumerate(config.secrets):
+            # The secret's metadata (its full ARN, for IAM and GetSecretValue) and its versions.
+            found = DataAwsSecretsmanagerSecret(
+                self, f"secret_{index}",
+                **({"arn": secret} if secret.startswith("arn:") else {"name": secret}))
             versions = DataAwsSecretsmanagerSecretVersions(
-                self, f"secret_{index}", secret_id=secret)
+                self, f"secret_{index}_versions", secret_id=found.arn)
             current = Token.as_string(
                 f'${{one([for v in {versions.fqn}.versions : v.version_id '
                 f'if contains(v.version_stages, "AWSCURRENT")])}}')
             # A JSON template rather than jsonencode(), which would escape the nested expression;
             # names and ARNs (release.config.SECRET_REFERENCE_PATTERN) need no escaping, nor do
             # ARNs and version ids.
-            pins.append(f'{json.dumps(secret)}:{{"arn":"{versions.arn}","version_id":"{current}"}}')
-            arns.append(versions.arn)
+            pins.append(f'{json.dumps(secret)}:{{"arn":"{found.arn}","version_id":"{current}"}}')
+            arns.append(found.arn)
         self.secret_arns: tuple[str, ...] = tuple(arns)
         # The function's environment variables: changing any of them publishes a new version.
         self.variables: Mapping[str, str] = {

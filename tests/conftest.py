@@ -29,6 +29,13 @@ settings = { greeting = "hej", max_items = 20, beta = true }
 function_name = "test-cloud-backed"
 backend = { type = "cloud", organization = "acme", workspace = "lambda-release-cloud" }
 api = { logging = false }
+
+[environments.configured]
+function_name = "test-configured"
+auto_rollback = false
+api = { logging = false }
+secrets = ["test-configured/api-key"]
+settings = { greeting = "hej", max_items = 20 }
 """
 
 

@@ -226,34 +226,48 @@ def test_settings_are_one_parameter_whose_version_every_function_version_pins(en
     assert stack["output"]["settings_parameter"]["value"] == ref("aws_ssm_parameter", name, "name")
 
 
+def secret_key(secrets: dict, construct: str) -> str:
+    """The data source id of construct `settings/<construct>`."""
+    (key,) = [key for key, secret in secrets.items()
+              if secret["//"]["metadata"]["path"].endswith(f"/settings/{construct}")]
+    return key
+
+
 def test_secrets_are_pinned_to_their_current_version_and_readable_only_by_the_function(synth):
     stack = synth.stack("s3-backed")
     name, parameter = settings_parameter(stack)
     assert json.loads(parameter["insecure_value"]) == {"beta": True, "greeting": "hej",
                                                        "max_items": 20}
+    secrets = stack["data"]["aws_secretsmanager_secret"]
+    # A name is looked up by name, an ARN by ARN; either way the data source gives the full ARN.
+    assert secrets[secret_key(secrets, "secret_0")]["name"] == "team/db-password"
+    assert secrets[secret_key(secrets, "secret_1")]["arn"] == (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-key-AbCdEf")
     readers = stack["data"]["aws_secretsmanager_secret_versions"]
-    assert sorted(reader["secret_id"] for reader in readers.values()) == [
-        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-key-AbCdEf", "team/db-password"]
     # Version ids and stages only: no data source or resource that would put a value in state.
     assert "aws_secretsmanager_secret_version" not in stack["data"]
     assert "aws_secretsmanager_secret_version" not in stack["resource"]
     _, function = only(stack, "aws_lambda_function", "function")
     pins = function["environment"]["variables"]["SECRETS"]
     # A JSON template: each secret -> its ARN and the version id AWSCURRENT at plan time.
-    source = "data.aws_secretsmanager_secret_versions"
-    expected = ",".join(
-        f'"{reader["secret_id"]}":{{"arn":"${{{source}.{name}.arn}}",'
-        f'"version_id":"${{one([for v in {source}.{name}.versions'
-        f' : v.version_id if contains(v.version_stages, "AWSCURRENT")])}}"}}'
-        for name, reader in sorted(readers.items()))
-    assert pins == "{" + expected + "}"
+    expected = []
+    for reference, secret_id in (("team/db-password", secret_key(secrets, "secret_0")),
+                                 ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+                                  "api-key-AbCdEf", secret_key(secrets, "secret_1"))):
+        arn = f"${{data.aws_secretsmanager_secret.{secret_id}.arn}}"
+        (versions_id,) = [name for name, reader in readers.items() if reader["secret_id"] == arn]
+        expected.append(
+            f'"{reference}":{{"arn":"{arn}","version_id":"${{one([for v in '
+            f'data.aws_secretsmanager_secret_versions.{versions_id}.versions : v.version_id if '
+            f'contains(v.version_stages, "AWSCURRENT")])}}"}}')
+    assert pins == "{" + ",".join(expected) + "}"
     _, policy = only(stack, "aws_iam_role_policy", "function")
     statements = {statement["Sid"]: statement
                   for statement in json.loads(policy["policy"])["Statement"]}
     assert statements["ReadPinnedSecrets"] == {
         "Sid": "ReadPinnedSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-        "Resource": sorted(f"${{data.aws_secretsmanager_secret_versions.{reader}.arn}}"
-                           for reader in readers)}
+        "Resource": [f"${{data.aws_secretsmanager_secret.{secret_key(secrets, index)}.arn}}"
+                     for index in ("secret_0", "secret_1")]}
     assert statements["ReadReleasedSettings"]["Resource"] == ref("aws_ssm_parameter", name, "arn")
 
 
