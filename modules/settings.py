@@ -3,7 +3,7 @@
 The settings (`[environments.<name>.settings]`) live in one SSM parameter whose value Terraform
 sets from the config. The function gets `SETTINGS_PARAMETER = <name>:<parameter version>`: a
 new value makes a new parameter version, so the function's configuration changes and the same
-apply publishes a new function version, which then goes through canary, smoke and bake like new
+apply publishes a new function version (see `pinned` for how the plan learns that), which then goes through canary, smoke and bake like new
 code. A version keeps reading the parameter version it was published with (GetParameter accepts
 the `name:version` selector), so a rollback brings old config back with old code.
 
@@ -22,6 +22,7 @@ from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret import DataAwsSecre
 from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret_versions import (
     DataAwsSecretsmanagerSecretVersions,
 )
+from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.ssm_parameter import SsmParameter
 from constructs import Construct
 
@@ -58,6 +59,16 @@ class ReleaseSettings(Construct):
             description=(f"Settings of {config.function_name} (JSON, from environments.toml); "
                          "each function version pins the parameter version it was released with."),
         )
+        # The parameter version as a data source that depends on the parameter: Terraform reads
+        # it at plan time when the parameter is unchanged (same pin, no new function version),
+        # and only during the apply when the value changes, so the pin is unknown in the plan and
+        # the function publishes a new version pinned to the new parameter version. The
+        # resource's own `version` would not do: the AWS provider plans it unchanged when
+        # `insecure_value` changes (seen in tests/test_real_terraform.py: the config-only canary
+        # was refused as "no new version"), so the function would keep the old pin.
+        self.pinned = DataAwsSsmParameter(
+            self, "pinned", name=self.parameter.name, with_decryption=False,
+            depends_on=[self.parameter])
         pins = []
         arns = []
         for index, secret in enumerate(config.secrets):
@@ -71,14 +82,14 @@ class ReleaseSettings(Construct):
                 f'${{one([for v in {versions.fqn}.versions : v.version_id '
                 f'if contains(v.version_stages, "AWSCURRENT")])}}')
             # A JSON template rather than jsonencode(), which would escape the nested expression;
-            # names and ARNs (release.config.SECRET_REFERENCE_PATTERN) need no escaping, nor do
-            # ARNs and version ids.
+            # secret references (release.config.SECRET_REFERENCE_PATTERN), ARNs and version ids
+            # hold no character JSON needs to escape.
             pins.append(f'{json.dumps(secret)}:{{"arn":"{found.arn}","version_id":"{current}"}}')
             arns.append(found.arn)
         self.secret_arns: tuple[str, ...] = tuple(arns)
         # The function's environment variables: changing any of them publishes a new version.
         self.variables: Mapping[str, str] = {
-            SETTINGS_VARIABLE: f"{self.parameter.name}:{self.parameter.version}",
+            SETTINGS_VARIABLE: f"{self.parameter.name}:{self.pinned.version}",
             **({SECRETS_VARIABLE: "{" + ",".join(pins) + "}"} if pins else {}),
         }
 

@@ -126,7 +126,7 @@ def test_the_quarantine_parameter_is_read_at_plan_time_and_never_reset(env):
     # The rollback paths write it; an apply must never put "{}" back.
     assert parameter["lifecycle"] == {"ignore_changes": ["insecure_value"]}
     listing_id, listing = only({"resource": stack["data"]}, "aws_ssm_parameters_by_path")
-    current_id, current = only({"resource": stack["data"]}, "aws_ssm_parameter")
+    current_id, current = only({"resource": stack["data"]}, "aws_ssm_parameter", "quarantine")
     assert listing == {**listing, "path": f"/{config.function_name}/release",
                        "with_decryption": False}
     exists = (f'contains(data.aws_ssm_parameters_by_path.{listing_id}.names, "{name}")')
@@ -167,10 +167,11 @@ def test_function_publishes_versions_of_the_packaged_code(env, synth):
     assert function["tracing_config"] == {"mode": "Active"}
     assert function["role"] == ref("aws_iam_role", role_name, "arn")
     settings_name, _ = settings_parameter(stack)
+    pinned_id, _ = only({"resource": stack["data"]}, "aws_ssm_parameter", "settings")
     assert function["environment"]["variables"] == {
         "DEPLOY_ENVIRONMENT": config.name, "FAULT_RATE": "${var.fault_rate}",
         "SETTINGS_PARAMETER": (ref("aws_ssm_parameter", settings_name, "name") + ":"
-                               + ref("aws_ssm_parameter", settings_name, "version"))}
+                               f"${{data.aws_ssm_parameter.{pinned_id}.version}}")}
     assert re.fullmatch(r"assets/function_code_[0-9A-F]+/[0-9A-F]+/demo\.zip", function["filename"])
     assert function["source_code_hash"] == f'${{filebase64sha256("{function["filename"]}")}}'
     assert (synth.stack_dir(config.name) / function["filename"]).is_file()
@@ -218,8 +219,14 @@ def test_settings_are_one_parameter_whose_version_every_function_version_pins(en
     _, function = only(stack, "aws_lambda_function", "function")
     assert function["publish"] is True
     variables = function["environment"]["variables"]
-    assert variables["SETTINGS_PARAMETER"] == (ref("aws_ssm_parameter", name, "name") + ":"
-                                               + ref("aws_ssm_parameter", name, "version"))
+    # The version comes from a data source read after the parameter changes (at apply time
+    # then, so the plan knows the function changes too).
+    pinned_id, pinned = only({"resource": stack["data"]}, "aws_ssm_parameter", "settings")
+    assert (pinned["name"], pinned["depends_on"]) == (
+        ref("aws_ssm_parameter", name, "name"), [f"aws_ssm_parameter.{name}"])
+    assert variables["SETTINGS_PARAMETER"] == (
+        ref("aws_ssm_parameter", name, "name") + ":"
+        + f"${{data.aws_ssm_parameter.{pinned_id}.version}}")
     # No secrets configured by default: nothing to read, nothing to pin.
     assert "SECRETS" not in variables
     assert "aws_secretsmanager_secret_versions" not in stack.get("data", {})
