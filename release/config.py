@@ -371,7 +371,7 @@ def _describe(hint: Any) -> str:
     if origin is collections.abc.Mapping:
         if typing.get_args(hint)[1] is str:
             return "a table of strings"
-        return "a table of " + _describe(typing.get_args(hint)[1]) + " values"
+        return "a table whose values are each " + _describe(typing.get_args(hint)[1])
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(
         hint, str(hint))
 
