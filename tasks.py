@@ -27,6 +27,7 @@ from release.flags import whole_number
 from release.history import ReleaseHistory
 from release.kinds import Outcome, Phase
 from release.phases import parse_steps
+from release.released_config import show_config
 from release.rollout import parse_bake, run_reported_rollout, run_rollout
 from release.runner import PhaseFailed, run_destroy, run_phase, run_rollback
 from release.session import bootstrap_account, connect, open_release
@@ -313,6 +314,15 @@ def status(c: Context, env: str = "dev", json: bool = False, lock_timeout: str =
         info = read_status(connect(environment, progress, lock_timeout=lock_timeout,
                                    remote=remote))
     print(dumps(info.to_dict(), indent=2) if json else "\n".join(info.lines()))
+
+
+@release_task(help={"env": ENV_HELP, "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})
+def config(c: Context, env: str = "dev", json: bool = False, lock_timeout: str = "60s") -> None:
+    """Settings each live version (primary, canary) runs with, and the candidate's changes."""
+    environment = _environment(env)[1]
+    with ConsoleProgress() as progress:
+        view = show_config(connect(environment, progress, lock_timeout=lock_timeout))
+    print(dumps(view.to_dict(), indent=2) if json else "\n".join(view.lines()))
 
 
 @release_task(help={"env": ENV_HELP,

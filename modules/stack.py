@@ -13,8 +13,9 @@ from modules.dashboard import DashboardConfig, ReleaseDashboard
 from modules.function import FunctionConfig, PackagedFunction
 from modules.phase_variables import PhaseVariables, PhaseVariablesConfig
 from modules.quarantine import QuarantineConfig, ReleaseQuarantine
+from modules.settings import ReleaseSettings, SettingsConfig
 from modules.traffic_policy import TrafficPolicy, TrafficPolicyConfig
-from release.config import ALIAS_NAME, EnvironmentConfig
+from release.config import ALIAS_NAME, EnvironmentConfig, settings_json
 
 
 class SafeReleaseStack(TerraformStack):
@@ -26,12 +27,19 @@ class SafeReleaseStack(TerraformStack):
 
         phase = PhaseVariables(self, "phase_variables", PhaseVariablesConfig(
             default_fault_rate=config.function.fault_rate))
+        settings = ReleaseSettings(self, "settings", SettingsConfig(
+            function_name=config.function_name,
+            settings_json=settings_json(config.settings),
+            secrets=config.secrets,
+        ))
         function = PackagedFunction(self, "function", FunctionConfig(
             function_name=config.function_name,
             settings=config.function,
             description=f"Released with canary and blue-green phases ({config.name}).",
             variables={"DEPLOY_ENVIRONMENT": config.name,
-                       "FAULT_RATE": phase.fault_rate.string_value},
+                       "FAULT_RATE": phase.fault_rate.string_value,
+                       **settings.variables},
+            extra_statements=settings.statements(),
         ))
         quarantine = ReleaseQuarantine(self, "quarantine", QuarantineConfig(
             function_name=config.function_name, alias_name=ALIAS_NAME))
@@ -117,6 +125,9 @@ class SafeReleaseStack(TerraformStack):
             "quarantine_parameter": (quarantine.parameter.name,
                                      "SSM parameter listing the versions a rollback took traffic "
                                      "from; plans refuse to give them traffic until lifted."),
+            "settings_parameter": (settings.parameter.name,
+                                   "SSM parameter holding the environment's settings (JSON); "
+                                   "each function version pins one version of it."),
             "dashboard_url": (dashboard.url, "CloudWatch console link to the release dashboard: "
                               "traffic, errors and latency per version, the release alarms."),
             "auto_rollback_function": (

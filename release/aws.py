@@ -269,6 +269,23 @@ def latest_published_version(lambda_client: Any, function_name: str) -> str:
     return max(versions, key=int, default="")
 
 
+def function_environment(lambda_client: Any, function_name: str, version: str) -> dict[str, str]:
+    """The environment variables of one published version (immutable, like its code)."""
+    with _translated("GetFunctionConfiguration",
+                     f"version {version} of Lambda function {function_name} not found in "
+                     f"{lambda_client.meta.region_name}"):
+        response = lambda_client.get_function_configuration(FunctionName=function_name,
+                                                            Qualifier=version)
+    return dict(response.get("Environment", {}).get("Variables", {}))
+
+
+def read_parameter(ssm_client: Any, selector: str) -> tuple[str, str]:
+    """(version, value) of an SSM parameter, `selector` being `name` or `name:version`."""
+    with _translated("GetParameter", f"SSM parameter {selector} not found"):
+        parameter = ssm_client.get_parameter(Name=selector)["Parameter"]
+    return str(parameter["Version"]), str(parameter["Value"])
+
+
 def wait_for_routing(lambda_client: Any, function_name: str, alias_name: str, expected: Routing, *,
                      timeout: float = 60.0, interval: float = 1.0,
                      sleep: Callable[[float], None] = time.sleep,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import json
 import math
 import os
 import re
@@ -52,6 +53,30 @@ def quarantine_parameter_name(function_name: str) -> str:
     {"<version>": {"reason", "at"}}: the alarm rollback function and `rollback --fast` add to it,
     the alias precondition refuses a plan that gives one of them traffic."""
     return f"/{function_name}/release/quarantined-versions"
+
+
+def settings_parameter_name(function_name: str) -> str:
+    """The stack's SSM parameter holding the environment's settings as JSON; every published
+    version pins the parameter version it was released with (modules/settings.py)."""
+    return f"/{function_name}/release/settings"
+
+
+# The function's environment variable pinning the settings: `<parameter>:<parameter version>`.
+SETTINGS_VARIABLE = "SETTINGS_PARAMETER"
+# A standard-tier SSM parameter holds at most 4 KB.
+SETTINGS_LIMIT_BYTES = 4096
+SETTING_KEY_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
+# Secrets Manager names (letters, digits and /_+=.@-) or full secret ARNs.
+SECRET_REFERENCE_PATTERN = re.compile(
+    r"[A-Za-z0-9/_+=.@-]{1,512}"
+    r"|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}")
+SettingValue = str | int | float | bool
+
+
+def settings_json(settings: Mapping[str, SettingValue]) -> str:
+    """The settings as the parameter stores them: compact JSON with sorted keys, so the same
+    settings always give the same value (and no new parameter version)."""
+    return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def synth_output_dir() -> Path:
@@ -255,6 +280,12 @@ class EnvironmentConfig:
     alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
+    # Non-secret configuration the function reads at run time, released like code: stored in one
+    # SSM parameter, its version pinned by every published function version.
+    settings: Mapping[str, SettingValue] = field(default_factory=dict)
+    # Existing Secrets Manager secrets (names or ARNs) the function may read, each pinned to the
+    # version current when its function version was published; values never enter Terraform.
+    secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require(bool(re.fullmatch(r"[a-z][a-z0-9-]{0,31}", self.name)), "name", self.name,
@@ -267,6 +298,17 @@ class EnvironmentConfig:
                  "must be an AWS region such as eu-west-1")
         _require(bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.function_name)), "function_name",
                  self.function_name, "must be 1-64 letters, digits, - or _ (Lambda's rule)")
+        for key in self.settings:
+            _require(bool(SETTING_KEY_PATTERN.fullmatch(key)), "settings", key,
+                     "keys are 1-128 letters, digits, _ . or -, starting with a letter")
+        size = len(settings_json(self.settings).encode())
+        _require(size <= SETTINGS_LIMIT_BYTES, "settings", f"{size} bytes of JSON",
+                 f"must fit one standard SSM parameter, {SETTINGS_LIMIT_BYTES} bytes")
+        for secret in self.secrets:
+            _require(bool(SECRET_REFERENCE_PATTERN.fullmatch(secret)), "secrets", secret,
+                     "must be a Secrets Manager secret name or ARN")
+        _require(len(set(self.secrets)) == len(self.secrets), "secrets", list(self.secrets),
+                 "must not name a secret twice")
 
     @property
     def stack_dir(self) -> Path:
@@ -325,9 +367,11 @@ def _describe(hint: Any) -> str:
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_describe(arg) for arg in typing.get_args(hint) if arg is not type(None))
     if origin is tuple:
-        return "a list of numbers"
+        return "a list of strings" if typing.get_args(hint)[0] is str else "a list of numbers"
     if origin is collections.abc.Mapping:
-        return "a table of strings"
+        if typing.get_args(hint)[1] is str:
+            return "a table of strings"
+        return "a table whose values are each " + _describe(typing.get_args(hint)[1])
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(
         hint, str(hint))
 
@@ -358,8 +402,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return float(value)
     elif origin is tuple:
         if isinstance(value, list):
-            return tuple(_coerce(float, item, where) for item in value)
+            return tuple(_coerce(typing.get_args(hint)[0], item, where) for item in value)
     elif origin is collections.abc.Mapping:
+        value_hint = typing.get_args(hint)[1]
+        if isinstance(value, dict) and value_hint is not str:
+            return {key: _coerce(value_hint, item, f"{where}.{key}") for key, item in value.items()}
         if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             return dict(value)
     elif isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):

@@ -25,6 +25,7 @@ from release.lock import current_caller, utc_timestamp
 from release.metrics import Verdict, judge_alarms
 from release.outputs import MissingOutputError, StackOutputs
 from release.phases import PhaseInputError, PhaseVariables, plan_variables
+from release.released_config import expected_config_versions
 from release.smoke import SmokeResult, smoke_check
 
 if TYPE_CHECKING:  # release.report loads matplotlib: only `rollout --report` pays for it
@@ -246,16 +247,19 @@ def _check(context: ReleaseContext, report: PhaseReport, after: StackOutputs) ->
 
 
 def _smoke(context: ReleaseContext, stack: StackOutputs) -> SmokeResult:
-    """The statistical smoke check against the stack's endpoint and intended split."""
+    """The statistical smoke check against the stack's endpoint and intended split, each version
+    answering with the config it was published with."""
     routing = stack.routing
     stable = routing.primary_version if routing.primary_version != stack.candidate_version else None
+    config_versions = expected_config_versions(context.clients["lambda"], stack.function_name,
+                                               (stack.candidate_version, stable or ""))
     url = context.options.smoke_url or stack.api_url
     context.progress.status(f"smoke-testing {url}")
     return smoke_check(
         url, expected_weight=stack.candidate_share,
         candidate_version=stack.candidate_version, stable_version=stable,
         requests=context.options.smoke_requests, concurrency=context.options.smoke_concurrency,
-        on_response=context.progress.smoke_progress)
+        on_response=context.progress.smoke_progress, config_versions=config_versions)
 
 
 # ---------------------------------------------------------------------- failure paths

@@ -10,6 +10,11 @@ routing (release/stats.py says when, and why that way) or the settle timeout pas
 sends the measured requests whose split is tested. Settle responses are checked against the
 contract and count as errors like any other, but not toward the split. The settle needs to know
 the candidate or the stable version; a standalone check given neither measures at once.
+
+Given `config_versions` (function version -> the settings parameter version it was published
+with, from each version's `SETTINGS_PARAMETER`), every response of such a version must report that
+config version in `X-Config-Version` and the body's `config_version`; any other breaks the
+contract: that version does not run with the config it was released with.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import httpx
 
@@ -89,6 +94,9 @@ class SmokeResult:
     settle_requests: int = 0
     settle_seconds: float = 0.0
     settled: bool | None = None
+    # The config versions (X-Config-Version) each function version answered with, over every
+    # response that met the contract.
+    config_versions_seen: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for humans, e.g. `PASS http://...: 381 responses after 412 to settle,
@@ -115,6 +123,8 @@ class SmokeResult:
         """A JSON-serialisable copy (tuples become lists)."""
         data = asdict(self)
         data["version_counts"] = dict(self.version_counts)
+        data["config_versions_seen"] = {version: list(seen)
+                                        for version, seen in self.config_versions_seen.items()}
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)
@@ -130,6 +140,7 @@ class Probe:
     version: str | None = None
     error: str | None = None
     contract_violation: bool = False
+    config_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,8 @@ def smoke_check(url: str, *, expected_weight: float, candidate_version: str | No
                 client: httpx.Client | None = None,
                 on_response: Callable[[int, int], None] | None = None,
                 settle_timeout: float = SETTLE_TIMEOUT,
-                clock: Callable[[], float] = time.monotonic) -> SmokeResult:
+                clock: Callable[[], float] = time.monotonic,
+                config_versions: Mapping[str, str] | None = None) -> SmokeResult:
     """Settle, then GET `url` `requests` times (default: `default_request_count(expected_weight)`)
     and judge.
 
@@ -170,6 +182,8 @@ def smoke_check(url: str, *, expected_weight: float, candidate_version: str | No
     `client` (not closed here) replaces the pooled client made for the run.
     `on_response(done, total)` is called from the calling thread after each measured response,
     e.g. for a progress bar (not during the settle, whose length is not known beforehand).
+    `config_versions` maps function versions to the config version each must report (see the
+    module doc); versions not in it are not checked.
     """
     weight = check_weight(expected_weight, "expected_weight")
     _validate(url, requests, concurrency, timeout, max_error_rate, candidate_version,
@@ -183,7 +197,7 @@ def smoke_check(url: str, *, expected_weight: float, candidate_version: str | No
                                                       max_keepalive_connections=concurrency))
     try:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            send = functools.partial(probe, http, url, timeout)
+            send = functools.partial(probe, http, url, timeout, config_versions or {})
             settle = Settle()
             if settle_timeout > 0 and (candidate or stable):
                 settle = _settle(pool, send, concurrency, weight, candidate, stable, total,
@@ -289,7 +303,8 @@ def _measure(pool: Executor, send: Callable[[], Probe], total: int,
     return [f.result() for f in futures if not f.cancelled()], stopped_early
 
 
-def probe(http: httpx.Client, url: str, timeout: float) -> Probe:
+def probe(http: httpx.Client, url: str, timeout: float,
+          config_versions: Mapping[str, str] | None = None) -> Probe:
     started = time.perf_counter()
     try:
         response = http.get(url, timeout=timeout)
@@ -297,11 +312,13 @@ def probe(http: httpx.Client, url: str, timeout: float) -> Probe:
         return Probe(latency_ms=None, error=f"timeout after {timeout:g} s")
     except httpx.HTTPError as error:
         return Probe(latency_ms=None, error=f"{type(error).__name__}: {error}")
-    return _inspect(response, (time.perf_counter() - started) * 1000)
+    return _inspect(response, (time.perf_counter() - started) * 1000, config_versions or {})
 
 
-def _inspect(response: httpx.Response, latency_ms: float) -> Probe:
-    """Check one response against the demo function's contract."""
+def _inspect(response: httpx.Response, latency_ms: float,
+             config_versions: Mapping[str, str] | None = None) -> Probe:
+    """Check one response against the demo function's contract (and, for the function versions
+    in `config_versions`, against the config version each was released with)."""
     status = response.status_code
     if status >= 500 or status == 429:
         hint = " (throttled by API Gateway: lower concurrency)" if status == 429 else ""
@@ -329,9 +346,15 @@ def _inspect(response: httpx.Response, latency_ms: float) -> Probe:
     elif version and body["function_version"] != version:
         problems.append(f"body function_version {body['function_version']!r} differs from "
                         f"header X-Function-Version {version!r}")
+    elif version and (expected := (config_versions or {}).get(version)) is not None:
+        reported = (response.headers.get("x-config-version"), body.get("config_version"))
+        if reported != (expected, expected):
+            problems.append(f"function version {version} answered with config version "
+                            f"{reported[0] or reported[1]!r}, but was released with {expected!r}")
     if problems:
         return Probe(latency_ms, contract_violation=True, error="; ".join(problems))
-    return Probe(latency_ms, version=version)
+    return Probe(latency_ms, version=version,
+                 config_version=response.headers.get("x-config-version"))
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -429,7 +452,17 @@ def _judge(url: str, total: int, weight: float, max_error_rate: float, settle: S
         passed=not reasons, reasons=tuple(reasons), notes=tuple(notes),
         settle_requests=len(settle.probes), settle_seconds=settle.seconds,
         settled=settle.settled,
+        config_versions_seen=_config_versions_seen(every),
     )
+
+
+def _config_versions_seen(probes: list[Probe]) -> dict[str, tuple[str, ...]]:
+    seen: dict[str, set[str]] = {}
+    for answer in probes:
+        if answer.version is not None and answer.config_version is not None:
+            seen.setdefault(answer.version, set()).add(answer.config_version)
+    return {version: tuple(sorted(seen[version], key=_version_order))
+            for version in sorted(seen, key=_version_order)}
 
 
 def _settle_note(settle: Settle, settle_timeout: float, version_given: str | None) -> str | None:

@@ -21,11 +21,21 @@ EXTRA_ENVIRONMENTS = """
 [environments.s3-backed]
 function_name = "test-s3-backed"
 backend = { type = "s3", bucket = "team-terraform-state" }
+secrets = ["team/db-password",
+           "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-key-AbCdEf"]
+settings = { greeting = "hej", max_items = 20, beta = true }
 
 [environments.cloud-backed]
 function_name = "test-cloud-backed"
 backend = { type = "cloud", organization = "acme", workspace = "lambda-release-cloud" }
 api = { logging = false }
+
+[environments.configured]
+function_name = "test-configured"
+auto_rollback = false
+api = { logging = false }
+secrets = ["test-configured/api-key"]
+settings = { greeting = "hej", max_items = 20 }
 """
 
 

@@ -16,6 +16,7 @@ from release.config import (
     ConfigError,
     load_config,
     parse_config,
+    settings_json,
 )
 
 CONFIG_PATH = Path("/somewhere/environments.toml")
@@ -115,6 +116,28 @@ alarms = { throttles = 1 }
     # Overriding one environment leaves the others (and the shared defaults) alone.
     assert dev.tags == {"team": "payments", "cost-centre": "42"}
     assert dev.alarms.throttles == 2
+
+
+def test_settings_merge_over_the_defaults_and_secrets_are_none_by_default():
+    config = parse_config(DEFAULTS + """
+[defaults.settings]
+greeting = "hello"
+max_items = 10
+
+[environments.dev]
+
+[environments.prod]
+secrets = ["prod/api-key"]
+settings = { greeting = "hej", beta = true, ratio = 0.5 }
+""", CONFIG_PATH)
+    dev, prod_config = config.environment("dev"), config.environment("prod")
+    assert (dev.settings, dev.secrets) == ({"greeting": "hello", "max_items": 10}, ())
+    assert prod_config.settings == {"greeting": "hej", "max_items": 10, "beta": True,
+                                    "ratio": 0.5}
+    assert prod_config.secrets == ("prod/api-key",)
+    # What the parameter stores: the same settings always give the same value.
+    assert settings_json(prod_config.settings) == (
+        '{"beta":true,"greeting":"hej","max_items":10,"ratio":0.5}')
 
 
 def test_integers_are_accepted_where_numbers_are_expected():
@@ -310,6 +333,28 @@ BAD_VALUES = {
     "fault rate above 1": (
         prod("function = { fault_rate = 1.5 }"),
         f"environments.toml: prod.function.fault_rate = 1.5: must be a number from 0 to 1 {SHARE}"),
+    "setting that is a table": (
+        prod("settings = { limits = { max = 3 } }"),
+        "environments.toml: prod.settings.limits = {'max': 3}: must be a string or a whole "
+        "number or a number or true or false"),
+    "setting key with a space": (
+        prod('settings = { "max items" = 3 }'),
+        "environments.toml: prod.settings = 'max items': keys are 1-128 letters, digits, _ . or "
+        "-, starting with a letter"),
+    "settings over one SSM parameter": (
+        prod('settings = { banner = "' + "x" * 4090 + '" }'),
+        "environments.toml: prod.settings = '4103 bytes of JSON': must fit one standard SSM "
+        "parameter, 4096 bytes"),
+    "secret that is no name": (
+        prod('secrets = ["db password"]'),
+        "environments.toml: prod.secrets = 'db password': must be a Secrets Manager secret name "
+        "or ARN"),
+    "secret named twice": (
+        prod('secrets = ["db", "db"]'),
+        "environments.toml: prod.secrets = ['db', 'db']: must not name a secret twice"),
+    "secrets not a list of strings": (
+        prod("secrets = [1]"),
+        "environments.toml: prod.secrets = 1: must be a string"),
     "environment name with capitals": (
         DEFAULTS + "[environments.Prod]\n",
         "environments.toml: Prod.name = 'Prod': environment names are 1-32 lowercase letters, "

@@ -61,6 +61,8 @@ def handler(load_function_module, monkeypatch):
     monkeypatch.setattr(logging.getLogger(), "level", logging.getLogger().level)
     monkeypatch.setenv("DEPLOY_ENVIRONMENT", "staging")
     monkeypatch.delenv("FAULT_RATE", raising=False)
+    monkeypatch.delenv("SETTINGS_PARAMETER", raising=False)
+    monkeypatch.delenv("SECRETS", raising=False)
     return load_function_module("handler")
 
 
@@ -155,6 +157,7 @@ def test_response_follows_the_contract_the_smoke_check_verifies(handler, release
         "Content-Type": "application/json",
         "Access-Control-Allow-Origin": "*",
         "X-Function-Version": "7",
+        "X-Config-Version": "none",  # no SETTINGS_PARAMETER: nothing pinned
     }
     body = json.loads(response["body"])
     assert body == {
@@ -163,6 +166,7 @@ def test_response_follows_the_contract_the_smoke_check_verifies(handler, release
         "timestamp": REQUEST_ID,
         "environment": "staging",
         "function_version": "7",
+        "config_version": "none",
     }
     assert body["version"] == "1.0.0"
     # Lambda proxy integrations need a string body and nothing API Gateway would reject.
@@ -226,7 +230,7 @@ def test_invalid_fault_rate_is_ignored_with_a_warning(handler, monkeypatch, capl
 
 def test_unexpected_error_answers_500_with_the_request_id_and_logs_the_traceback(
         handler, monkeypatch, caplog):
-    def broken_body(context):
+    def broken_body(context, config):
         raise KeyError("secret-internal-detail")
 
     monkeypatch.setattr(handler, "build_body", broken_body)
@@ -265,7 +269,8 @@ def test_function_code_imports_neither_cdktf_nor_the_release_package(name):
     for forbidden in ("cdktf", "release"):
         assert not {n for n in imported
                     if n == forbidden or n.startswith(forbidden + ".")}, imported
-    assert imported <= {"json", "logging", "os", "random", "release_info"}
+    assert imported <= {"json", "logging", "os", "random", "dataclasses", "functools", "boto3",
+                        "release_info"}
 
 
 def test_function_folder_cannot_shadow_the_release_package():
@@ -305,3 +310,69 @@ def test_function_folder_imports_on_its_own_in_a_fresh_interpreter():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report == {"python": [3, 11], "callable": True, "loaded": []}
+
+
+class FakeConfigStores:
+    """boto3 as the handler uses it: SSM parameters by `name:version` selector and Secrets
+    Manager secret values by ARN and version id; counts the calls."""
+
+    def __init__(self) -> None:
+        self.parameters = {"/fn/release/settings:3": {"greeting": "hello"},
+                           "/fn/release/settings:4": {"greeting": "bonjour"}}
+        self.secrets = {("arn:secret:db", "v-old"): "old-password",
+                        ("arn:secret:db", "v-new"): "new-password"}
+        self.calls: list[str] = []
+
+    def client(self, service: str) -> SimpleNamespace:
+        return SimpleNamespace(get_parameter=self.get_parameter,
+                               get_secret_value=self.get_secret_value)
+
+    def get_parameter(self, Name: str) -> dict:
+        self.calls.append(f"ssm {Name}")
+        return {"Parameter": {"Name": Name.rsplit(":", 1)[0], "Version": int(Name.rsplit(":")[1]),
+                              "Value": json.dumps(self.parameters[Name])}}
+
+    def get_secret_value(self, SecretId: str, VersionId: str) -> dict:
+        self.calls.append(f"secretsmanager {SecretId} {VersionId}")
+        return {"SecretString": self.secrets[(SecretId, VersionId)]}
+
+
+@pytest.fixture
+def config_stores(monkeypatch):
+    stores = FakeConfigStores()
+    monkeypatch.setitem(sys.modules, "boto3", stores)
+    return stores
+
+
+def test_a_version_reports_the_settings_version_it_is_pinned_to(handler, monkeypatch,
+                                                                config_stores):
+    monkeypatch.setenv("SETTINGS_PARAMETER", "/fn/release/settings:3")
+    response = handler.lambda_handler(api_gateway_event(), lambda_context())
+    assert response["headers"]["X-Config-Version"] == "3"
+    assert json.loads(response["body"])["config_version"] == "3"
+    assert handler.released_config().settings == {"greeting": "hello"}
+
+
+def test_config_is_read_once_per_execution_environment(handler, monkeypatch, config_stores):
+    monkeypatch.setenv("SETTINGS_PARAMETER", "/fn/release/settings:4")
+    for request in range(3):
+        handler.lambda_handler(api_gateway_event(), lambda_context(f"request-{request}"))
+    assert config_stores.calls == ["ssm /fn/release/settings:4"]
+
+
+def test_secrets_are_read_at_their_pinned_version(handler, monkeypatch, config_stores):
+    monkeypatch.setenv("SETTINGS_PARAMETER", "/fn/release/settings:3")
+    monkeypatch.setenv("SECRETS", json.dumps({"db": {"arn": "arn:secret:db",
+                                                     "version_id": "v-old"}}))
+    assert handler.released_config().secrets == {"db": "old-password"}
+    assert "secretsmanager arn:secret:db v-old" in config_stores.calls
+
+
+def test_unreadable_config_answers_500_and_is_read_again_next_time(handler, monkeypatch,
+                                                                   config_stores):
+    monkeypatch.setenv("SETTINGS_PARAMETER", "/fn/release/settings:9")  # no such version
+    response = handler.lambda_handler(api_gateway_event(), lambda_context())
+    assert response["statusCode"] == 500
+    config_stores.parameters["/fn/release/settings:9"] = {"greeting": "hi"}
+    response = handler.lambda_handler(api_gateway_event(), lambda_context())
+    assert response["headers"]["X-Config-Version"] == "9"

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, synth):
-    with real_world(tmp_path_factory, synth, ("staging", "dev")) as world:
+    with real_world(tmp_path_factory, synth, ("staging", "dev", "configured")) as world:
         yield world
 
 
@@ -320,3 +320,66 @@ class TestCdktfDeploy:
                              "--var", "stable_version=1")
         assert canary.returncode == 0, canary.stdout + canary.stderr
         assert world.live("prod") == Routing("1", {"2": 0.1})
+
+
+class TestConfigReleasedWithItsVersion:
+    """A config-only change is a release like a code change, in the `configured` stack (a test
+    environment with settings and one secret): it publishes a new version pinned to the new
+    settings parameter version, a canary serves both configs, a rollback serves the old one."""
+
+    ENV = "configured"
+
+    def pinned(self, world: RealWorld, version: str) -> dict[str, str]:
+        variables = world.lambda_client.get_function_configuration(
+            FunctionName=world.function_name(self.ENV), Qualifier=version)["Environment"]
+        return variables["Variables"]
+
+    def config(self, world: RealWorld) -> dict:
+        result = world.invoke("config", "--env", self.ENV, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def test_first_deploy_pins_settings_and_secret_versions(self, world):
+        secrets = client("secretsmanager", "eu-west-1")
+        created = secrets.create_secret(Name="test-configured/api-key", SecretString="key-1")
+        result = world.phase("deploy", self.ENV)
+        assert_phase(world, self.ENV, result, phase="deploy", routing=Routing("1"),
+                     candidate="1", stable="")
+        assert result["smoke"]["config_versions_seen"] == {"1": ["1"]}
+        parameter = world.outputs(self.ENV)["settings_parameter"]
+        variables = self.pinned(world, "1")
+        assert variables["SETTINGS_PARAMETER"] == f"{parameter}:1"
+        assert json.loads(variables["SECRETS"]) == {"test-configured/api-key": {
+            "arn": created["ARN"], "version_id": created["VersionId"]}}
+        # The secret's value is in neither the plan's nor the state's data.
+        state = world.terraform_cli(self.ENV, "show", "-json")
+        assert state.returncode == 0 and "key-1" not in state.stdout
+        view = self.config(world)
+        assert view["primary"]["settings"] == {"greeting": "hej", "max_items": 20}
+        assert (view["canary"], view["diff"]) == (None, {})
+
+    def test_a_config_only_change_is_a_new_version_and_a_canary_serves_both_configs(self, world):
+        world.new_settings(self.ENV, {"greeting": "bonjour", "max_items": 20})
+        result = world.phase("canary", self.ENV, "--weight=0.5")
+        assert_phase(world, self.ENV, result, phase="canary", routing=Routing("1", {"2": 0.5}),
+                     candidate="2", stable="1")
+        # Each version answered with the settings version it was published with.
+        assert result["smoke"]["config_versions_seen"] == {"1": ["1"], "2": ["2"]}
+        view = self.config(world)
+        assert (view["primary"]["parameter_version"], view["canary"]["parameter_version"]) == (
+            "1", "2")
+        assert view["diff"] == {"greeting": {"stable": "hej", "candidate": "bonjour"}}
+        text = world.invoke("config", "--env", self.ENV).stdout
+        assert 'greeting: "hej" -> "bonjour"' in text
+
+    def test_rollback_serves_the_old_code_with_its_old_config(self, world):
+        result = world.phase("rollback", self.ENV)
+        assert_phase(world, self.ENV, result, phase="rollback", routing=Routing("1"),
+                     candidate="2", stable="1")
+        assert result["smoke"]["config_versions_seen"] == {"1": ["1"]}
+        # v1 still reads parameter version 1, though the parameter's latest value is v2's.
+        parameter = world.outputs(self.ENV)["settings_parameter"]
+        ssm = client("ssm", "eu-west-1")
+        assert json.loads(ssm.get_parameter(Name=f"{parameter}:1")["Parameter"]["Value"]) == {
+            "greeting": "hej", "max_items": 20}
+        assert ssm.get_parameter(Name=parameter)["Parameter"]["Version"] == 2

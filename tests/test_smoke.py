@@ -399,3 +399,43 @@ def test_bad_input_is_refused_before_any_request(endpoint, arguments, named):
     message = str(error.value)
     assert message.startswith(named) and "\n" not in message
     assert endpoint.requests_seen == 0
+
+
+def test_each_version_answering_with_the_config_it_was_released_with_passes(endpoint):
+    endpoint.configure(weight=0.5, config_versions={"7": "3", "8": "4"})
+    result = smoke_check(endpoint.url, expected_weight=0.5, candidate_version="8",
+                         stable_version="7", config_versions={"7": "3", "8": "4"},
+                         clock=ticking_clock(PATIENT))
+    assert result.passed, result.reasons
+    assert result.config_versions_seen == {"7": ("3",), "8": ("4",)}
+    assert result.to_dict()["config_versions_seen"] == {"7": ["3"], "8": ["4"]}
+
+
+def test_a_version_answering_with_other_config_fails_with_one_line(endpoint):
+    # The candidate reads the latest settings, not the parameter version it was published with.
+    endpoint.configure(weight=0.5, config_versions={"7": "3", "8": "5"})
+    result = smoke_check(endpoint.url, expected_weight=0.5, candidate_version="8",
+                         stable_version="7", config_versions={"7": "3", "8": "4"},
+                         clock=ticking_clock(PATIENT))
+    assert not result.passed
+    assert result.reasons[0].endswith(
+        "e.g. function version 8 answered with config version '5', but was released with '4'")
+    assert "\n" not in result.summary()
+
+
+def test_a_version_reporting_no_config_fails_when_it_pins_one(endpoint):
+    endpoint.configure(weight=0.0)
+    result = smoke_check(endpoint.url, expected_weight=0.0, candidate_version="8",
+                         stable_version="7", config_versions={"7": "3"},
+                         clock=ticking_clock(PATIENT))
+    assert not result.passed
+    assert "function version 7 answered with config version None, but was released with '3'" in (
+        result.reasons[0])
+
+
+def test_versions_without_expected_config_are_not_checked(endpoint):
+    endpoint.configure(weight=0.1)
+    result = smoke_check(endpoint.url, expected_weight=0.1, candidate_version="8",
+                         stable_version="7", clock=ticking_clock(PATIENT))
+    assert result.passed, result.reasons
+    assert result.config_versions_seen == {}

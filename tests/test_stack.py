@@ -11,6 +11,7 @@ from release.config import (
     NO_NEW_VERSION_MESSAGE,
     load_config,
     quarantine_parameter_name,
+    settings_parameter_name,
 )
 
 CONFIG = load_config(PROJECT_ROOT / "environments.toml")
@@ -120,13 +121,13 @@ def test_alias_refuses_a_canary_without_new_code_and_a_quarantined_version(env):
 def test_the_quarantine_parameter_is_read_at_plan_time_and_never_reset(env):
     config, stack = env
     name = quarantine_parameter_name(config.function_name)
-    parameter_id, parameter = only(stack, "aws_ssm_parameter")
+    parameter_id, parameter = only(stack, "aws_ssm_parameter", "quarantine")
     assert (parameter["name"], parameter["type"], parameter["insecure_value"]) == (
         name, "String", "{}")
     # The rollback paths write it; an apply must never put "{}" back.
     assert parameter["lifecycle"] == {"ignore_changes": ["insecure_value"]}
     listing_id, listing = only({"resource": stack["data"]}, "aws_ssm_parameters_by_path")
-    current_id, current = only({"resource": stack["data"]}, "aws_ssm_parameter")
+    current_id, current = only({"resource": stack["data"]}, "aws_ssm_parameter", "quarantine")
     assert listing == {**listing, "path": f"/{config.function_name}/release",
                        "with_decryption": False}
     exists = (f'contains(data.aws_ssm_parameters_by_path.{listing_id}.names, "{name}")')
@@ -166,8 +167,12 @@ def test_function_publishes_versions_of_the_packaged_code(env, synth):
         -1 if expected_reserved is None else expected_reserved)
     assert function["tracing_config"] == {"mode": "Active"}
     assert function["role"] == ref("aws_iam_role", role_name, "arn")
-    assert function["environment"]["variables"] == {"DEPLOY_ENVIRONMENT": config.name,
-                                                    "FAULT_RATE": "${var.fault_rate}"}
+    settings_name, _ = settings_parameter(stack)
+    pinned_id, _ = only({"resource": stack["data"]}, "aws_ssm_parameter", "settings")
+    assert function["environment"]["variables"] == {
+        "DEPLOY_ENVIRONMENT": config.name, "FAULT_RATE": "${var.fault_rate}",
+        "SETTINGS_PARAMETER": (ref("aws_ssm_parameter", settings_name, "name") + ":"
+                               f"${{data.aws_ssm_parameter.{pinned_id}.version}}")}
     assert re.fullmatch(r"assets/function_code_[0-9A-F]+/[0-9A-F]+/demo\.zip", function["filename"])
     assert function["source_code_hash"] == f'${{filebase64sha256("{function["filename"]}")}}'
     assert (synth.stack_dir(config.name) / function["filename"]).is_file()
@@ -197,7 +202,83 @@ def test_execution_role_is_least_privilege(env):
          "Resource": ref("aws_cloudwatch_log_group", log_group_name, "arn") + ":*"},
         {"Sid": "WriteTraces", "Effect": "Allow",
          "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"},
+        {"Sid": "ReadReleasedSettings", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": ref("aws_ssm_parameter", settings_parameter(stack)[0], "arn")},
     ]
+
+
+def settings_parameter(stack: dict) -> tuple[str, dict]:
+    return only(stack, "aws_ssm_parameter", "settings")
+
+
+def test_settings_are_one_parameter_whose_version_every_function_version_pins(env):
+    config, stack = env
+    name, parameter = settings_parameter(stack)
+    assert parameter["name"] == settings_parameter_name(config.function_name)
+    assert (parameter["type"], parameter["tier"]) == ("String", "Standard")
+    # Managed by Terraform: a config change is a new value, hence a new parameter version.
+    assert json.loads(parameter["insecure_value"]) == {"greeting": "hello"}
+    assert "lifecycle" not in parameter
+    _, function = only(stack, "aws_lambda_function", "function")
+    assert function["publish"] is True
+    variables = function["environment"]["variables"]
+    # The version comes from a data source read after the parameter changes (at apply time
+    # then, so the plan knows the function changes too).
+    pinned_id, pinned = only({"resource": stack["data"]}, "aws_ssm_parameter", "settings")
+    assert (pinned["name"], pinned["depends_on"]) == (
+        ref("aws_ssm_parameter", name, "name"), [f"aws_ssm_parameter.{name}"])
+    assert variables["SETTINGS_PARAMETER"] == (
+        ref("aws_ssm_parameter", name, "name") + ":"
+        + f"${{data.aws_ssm_parameter.{pinned_id}.version}}")
+    # No secrets configured by default: nothing to read, nothing to pin.
+    assert "SECRETS" not in variables
+    assert "aws_secretsmanager_secret_versions" not in stack.get("data", {})
+    assert stack["output"]["settings_parameter"]["value"] == ref("aws_ssm_parameter", name, "name")
+
+
+def secret_key(secrets: dict, construct: str) -> str:
+    """The data source id of construct `settings/<construct>`."""
+    (key,) = [key for key, secret in secrets.items()
+              if secret["//"]["metadata"]["path"].endswith(f"/settings/{construct}")]
+    return key
+
+
+def test_secrets_are_pinned_to_their_current_version_and_readable_only_by_the_function(synth):
+    stack = synth.stack("s3-backed")
+    name, parameter = settings_parameter(stack)
+    assert json.loads(parameter["insecure_value"]) == {"beta": True, "greeting": "hej",
+                                                       "max_items": 20}
+    secrets = stack["data"]["aws_secretsmanager_secret"]
+    # A name is looked up by name, an ARN by ARN; either way the data source gives the full ARN.
+    assert secrets[secret_key(secrets, "secret_0")]["name"] == "team/db-password"
+    assert secrets[secret_key(secrets, "secret_1")]["arn"] == (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-key-AbCdEf")
+    readers = stack["data"]["aws_secretsmanager_secret_versions"]
+    # Version ids and stages only: no data source or resource that would put a value in state.
+    assert "aws_secretsmanager_secret_version" not in stack["data"]
+    assert "aws_secretsmanager_secret_version" not in stack["resource"]
+    _, function = only(stack, "aws_lambda_function", "function")
+    pins = function["environment"]["variables"]["SECRETS"]
+    # A JSON template: each secret -> its ARN and the version id AWSCURRENT at plan time.
+    expected = []
+    for reference, secret_id in (("team/db-password", secret_key(secrets, "secret_0")),
+                                 ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+                                  "api-key-AbCdEf", secret_key(secrets, "secret_1"))):
+        arn = f"${{data.aws_secretsmanager_secret.{secret_id}.arn}}"
+        (versions_id,) = [name for name, reader in readers.items() if reader["secret_id"] == arn]
+        expected.append(
+            f'"{reference}":{{"arn":"{arn}","version_id":"${{one([for v in '
+            f'data.aws_secretsmanager_secret_versions.{versions_id}.versions : v.version_id if '
+            f'contains(v.version_stages, "AWSCURRENT")])}}"}}')
+    assert pins == "{" + ",".join(expected) + "}"
+    _, policy = only(stack, "aws_iam_role_policy", "function")
+    statements = {statement["Sid"]: statement
+                  for statement in json.loads(policy["policy"])["Statement"]}
+    assert statements["ReadPinnedSecrets"] == {
+        "Sid": "ReadPinnedSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+        "Resource": [f"${{data.aws_secretsmanager_secret.{secret_key(secrets, index)}.arn}}"
+                     for index in ("secret_0", "secret_1")]}
+    assert statements["ReadReleasedSettings"]["Resource"] == ref("aws_ssm_parameter", name, "arn")
 
 
 def test_api_gateway_proxies_get_to_the_alias(env):
@@ -329,7 +410,7 @@ def test_outputs_the_release_tasks_read(env):
                             "api_url", "function_name", "alias_name", "alias_arn",
                             "candidate_version", "primary_version", "additional_version_weights",
                             "phase", "canary_weight", "stable_version", "alarm_names", "region",
-                            "quarantine_parameter",
+                            "quarantine_parameter", "settings_parameter",
                             "dashboard_url"}
     assert all(output["description"] for output in outputs.values())
     function_name, _ = only(stack, "aws_lambda_function", "function")
@@ -411,7 +492,8 @@ def test_rollback_function_may_change_only_the_released_functions_aliases(synth)
     assert statements["QuarantineTheRolledBackVersion"] == {
         "Sid": "QuarantineTheRolledBackVersion", "Effect": "Allow",
         "Action": ["ssm:GetParameter", "ssm:PutParameter"],
-        "Resource": ref("aws_ssm_parameter", only(stack, "aws_ssm_parameter")[0], "arn")}
+        "Resource": ref("aws_ssm_parameter", only(stack, "aws_ssm_parameter", "quarantine")[0],
+                        "arn")}
     assert set(statements) == {"WriteOwnLogs", "WriteTraces", "RollBackTheReleasedFunction",
                                "QuarantineTheRolledBackVersion", "KeepUndeliveredAlarms"}
     lambda_actions = [action for statement in statements.values() for action in statement["Action"]

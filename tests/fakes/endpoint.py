@@ -20,7 +20,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypedDict, Unpack
 
@@ -50,6 +51,9 @@ class Behaviour:
     breakage_rate: float = 1.0
     release_version: str = "1.0.0"
     environment: str = "dev"
+    # Function version -> the config version it reports (X-Config-Version, body config_version),
+    # as the demo function does from its pinned SETTINGS_PARAMETER; versions not in it report none.
+    config_versions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.breakage is not None and self.breakage not in BREAKAGES:
@@ -196,6 +200,9 @@ def _handler_for(endpoint: FakeEndpoint) -> type[BaseHTTPRequestHandler]:
                 "function_version": version,
             }
             headers = {"Access-Control-Allow-Origin": "*", "X-Function-Version": version}
+            if version in behaviour.config_versions:
+                body["config_version"] = headers["X-Config-Version"] = (
+                    behaviour.config_versions[version])
             content_type = "application/json"
             if breakage == "missing_version_header":
                 del headers["X-Function-Version"]

@@ -34,7 +34,7 @@ from fakes.moto_server import fake_aws_environment, moto_endpoint, reset
 from fakes.real_terraform import RealTerraform, copy_stack, lay_overrides, real_terraform
 from fakes.release_world import AliasFollower
 from release.aws import Routing, client, read_alias
-from release.config import parse_config
+from release.config import parse_config, settings_json
 from release.history import ReleaseHistory
 from release.synth import FINGERPRINT_FILE, fingerprint
 
@@ -67,6 +67,17 @@ class RealWorld:
         (archive,) = self.stack_dir(env).glob("assets/function_code_*/*/*.zip")
         with zipfile.ZipFile(archive, "a") as bundle:
             bundle.writestr(f"change-{uuid.uuid4().hex}.txt", "merged\n")
+
+    def new_settings(self, env: str, settings: dict[str, Any]) -> None:
+        """A config change, as a merge of a re-synthesized stack brings it: the settings
+        parameter's value in the stack's Terraform (what `invoke synth` writes from
+        environments.toml)."""
+        stack_file = self.stack_dir(env) / "cdk.tf.json"
+        stack = json.loads(stack_file.read_text())
+        (parameter,) = [resource for resource in stack["resource"]["aws_ssm_parameter"].values()
+                        if resource["//"]["metadata"]["path"].endswith("/settings/parameter")]
+        parameter["insecure_value"] = settings_json(settings)
+        stack_file.write_text(json.dumps(stack, indent=2))
 
     # ------------------------------------------------------------------ running things
 
@@ -148,8 +159,9 @@ def real_world(tmp_path_factory: pytest.TempPathFactory, synth: Any,
         with contextlib.ExitStack() as stack:
             for name in environments:
                 endpoint = stack.enter_context(FakeEndpoint(seed=11, environment=name))
-                stack.enter_context(AliasFollower(endpoint, world.lambda_client,
-                                                  world.function_name(name)))
+                stack.enter_context(AliasFollower(
+                    endpoint, world.lambda_client, world.function_name(name),
+                    ssm_client=client("ssm", world.config.environment(name).region)))
                 world.endpoints[name] = endpoint
             yield world
     # KEEP_REAL_WORLD=1 keeps the stacks and their state for a look after a failed run.

@@ -83,19 +83,26 @@ class BackgroundLoop:
 
 
 class AliasFollower(BackgroundLoop):
-    """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway."""
+    """Keeps the fake endpoint's split equal to the moto alias's routing, like API Gateway; with
+    `ssm_client`, also the config version each version answers with, read as the demo function
+    reads it: GetParameter of the `<name>:<version>` its SETTINGS_PARAMETER pins."""
 
     def __init__(self, endpoint: FakeEndpoint, lambda_client,
-                 function_name: str = FUNCTION) -> None:
+                 function_name: str = FUNCTION, ssm_client: Any = None) -> None:
         super().__init__()
         self.endpoint, self.lambda_client = endpoint, lambda_client
         self.function_name = function_name
+        self.ssm_client = ssm_client
+        # A version's configuration is immutable: read once.
+        self.config_versions: dict[str, str] = {}
 
     def step(self) -> None:
         try:
             routing = read_alias(self.lambda_client, self.function_name, "production").routing
         except AwsError:  # not deployed yet, or destroyed: nothing to follow
             return
+        if self.ssm_client is not None:
+            self._follow_config([routing.primary_version, *routing.additional_version_weights])
         if routing.additional_version_weights:
             (candidate, weight), = routing.additional_version_weights.items()
             self.endpoint.configure(stable_version=routing.primary_version,
@@ -104,6 +111,18 @@ class AliasFollower(BackgroundLoop):
             # No canary: every request goes to the primary (a "-" candidate gets none).
             self.endpoint.configure(stable_version=routing.primary_version,
                                     candidate_version="-", weight=0.0)
+
+    def _follow_config(self, versions: list[str]) -> None:
+        for version in versions:
+            if version in self.config_versions:
+                continue
+            environment = self.lambda_client.get_function_configuration(
+                FunctionName=self.function_name, Qualifier=version).get("Environment", {})
+            selector = environment.get("Variables", {}).get("SETTINGS_PARAMETER")
+            if selector:
+                parameter = self.ssm_client.get_parameter(Name=selector)["Parameter"]
+                self.config_versions[version] = str(parameter["Version"])
+        self.endpoint.configure(config_versions=dict(self.config_versions))
 
 
 @contextlib.contextmanager
