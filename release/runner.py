@@ -385,7 +385,8 @@ def _interrupted(context: ReleaseContext, report: PhaseReport,
 
 def refusal(error: Exception, variables: PhaseVariables) -> str | None:
     """Why one of the stack's alias preconditions refused the plan; None for other failures."""
-    lines = getattr(error, "stderr_tail", ())
+    # Without Terraform's frame characters, a message wrapped over lines reads as one sentence.
+    lines = [line.strip("╷│╵") for line in getattr(error, "stderr_tail", ())]
     text = " ".join(" ".join([str(error), *lines]).split())
     if NO_NEW_VERSION_MESSAGE in text:
         return (f"no new version to send traffic to: v{variables.stable_version} already is the "

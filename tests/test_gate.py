@@ -18,9 +18,10 @@ from release.config import PromotionSettings, parse_config
 from release.context import ReleaseContext, RunnerOptions
 from release.gate import GateFlagError, UpstreamEvidence, decide, gate_flags, read_evidence
 from release.kinds import Outcome, Phase
-from release.runner import PhaseFailed, run_phase
+from release.phases import PhaseVariables
+from release.runner import PhaseFailed, refusal, run_phase
 from release.status import gate_lines
-from release.terraform import Terraform
+from release.terraform import Terraform, TerraformError
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STAGING_CODE = "c3RhZ2luZy1zZXJ2ZXMtdGhpcy1jb2RlLWhhc2g9PT0="
@@ -273,3 +274,17 @@ def test_status_shows_a_skipped_gate_loudly_and_an_approval():
         "  promotion gate: staging served v7 (code abc) at 100 % for 45 min without an alarm, "
         "approved by Ada"]
     assert gate_lines(None) == []
+
+
+def test_the_runner_reports_the_plan_time_gate_as_a_refusal():
+    # Terraform frames and wraps the precondition's message; the runner's detail is all of it.
+    message = (f"Promotion gate: staging serves code {STAGING_CODE[:12]} (v7) but prod would "
+               f"release code {OTHER_CODE[:12]}. Release it in staging first and let it soak; to "
+               'go on anyway, apply with promotion_gate_override = "<reason>" (invoke: '
+               "--skip-gate REASON).")
+    words = message.split()
+    wrapped = ["│ " + " ".join(words[start:start + 7]) for start in range(0, len(words), 7)]
+    error = TerraformError("terraform apply failed", step="apply", exit_code=1,
+                           stderr_tail=["╷", "│ Error: Resource precondition failed", "│",
+                                        *wrapped, "╵"])
+    assert refusal(error, PhaseVariables(0.1, "7")) == message
