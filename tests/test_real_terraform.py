@@ -317,8 +317,11 @@ class TestCdktfDeploy:
         (archive,) = stack.glob("assets/function_code_*/*/*.zip")
         with zipfile.ZipFile(archive, "a") as bundle:  # merged code, without a new synth
             bundle.writestr("change.txt", "merged\n")
+        # prod's promotion gate would refuse: staging serves nothing in this world (the gate has
+        # its own class, TestPromotionGate); overridden on purpose, as a platform team may.
         canary = self.deploy(world, outdir, "--skip-synth", "--var", "canary_weight=0.1",
-                             "--var", "stable_version=1")
+                             "--var", "stable_version=1", "--var",
+                             "promotion_gate_override=no staging in this test")
         assert canary.returncode == 0, canary.stdout + canary.stderr
         assert world.live("prod") == Routing("1", {"2": 0.1})
 
