@@ -203,8 +203,13 @@ def _promotion_gate(context: ReleaseContext, report: PhaseReport, stack: StackOu
     upstream_clients = (context.clients if upstream.region == context.environment.region
                         else AwsClients(upstream.region))
     now = context.now()
-    evidence = gate.read_evidence(upstream_clients["lambda"], upstream_clients["cloudwatch"],
-                                  upstream, settings.soak_minutes, now)
+    try:
+        evidence = gate.read_evidence(upstream_clients["lambda"],
+                                      upstream_clients["cloudwatch"], upstream,
+                                      settings.soak_minutes, now)
+    except AwsError as error:  # e.g. the after environment is not deployed: no evidence
+        return replace(report, outcome=Outcome.REFUSED, gate=record,
+                       detail=f"promotion gate: no evidence from {upstream.name}: {error}")
     candidate = aws.version_code(context.clients["lambda"], stack.function_name,
                                  stack.candidate_version)
     decision = gate.decide(evidence, stack.candidate_version, gate.release_pins(candidate),

@@ -255,6 +255,18 @@ def test_a_skipped_gate_is_recorded_with_its_reason(world, gated):
     assert "promotion_gate_override=hotfix INC-42" in applied[-1]
 
 
+def test_an_after_environment_that_is_not_deployed_refuses(world, gated):
+    run_phase(world.context(), Phase.DEPLOY)
+    world.aws.lambda_client.delete_function(FunctionName=UPSTREAM)
+    with pytest.raises(PhaseFailed) as failure:
+        run_phase(gated(NOW, approved_by="Ada"), Phase.CANARY, 0.1)
+    report = failure.value.report
+    assert report.outcome == Outcome.REFUSED
+    assert report.detail.startswith(f"promotion gate: no evidence from staging: Lambda alias "
+                                    f"{UPSTREAM}:production not found in eu-west-1")
+    assert world.history.last("dev")["outcome"] == "refused"
+
+
 def test_without_an_approver_the_phase_is_refused(world, gated):
     run_phase(world.context(), Phase.DEPLOY)
     later = published(world, UPSTREAM, "1") + timedelta(minutes=31)
