@@ -57,6 +57,7 @@ def test_the_history_record_is_the_phase_field_by_field(world):
         "alarms": {name: "INSUFFICIENT_DATA" for name in ALARMS},
         "outcome": "succeeded", "detail": "",
         "duration_seconds": round(report.duration_seconds, 3),
+        "gate": None,  # dev has no promotion gate
     }
     assert record["smoke"]["passed"] is True
     assert record["smoke"]["completed"] == SMOKE_REQUESTS
@@ -283,13 +284,15 @@ def test_status_json_keeps_its_keys_and_values(world):
         "terraform_routing": Routing("1", {"2": 0.1}).to_dict(),
         "live_routing": Routing("1", {"2": 0.1}).to_dict(),
         "live_routing_text": "v1 90 % + v2 10 %", "drift": False, "terraform_drift": [],
-        "rolled_back_by_alarm": None, "alarms": {name: "INSUFFICIENT_DATA" for name in ALARMS},
+        "rolled_back_by_alarm": None, "quarantined": {}, "plan_refused": None,
+        "alarms": {name: "INSUFFICIENT_DATA" for name in ALARMS},
         "last_phase": world.history.last("dev"),
     }
     assert list(info) == ["environment", "deployed", "endpoint", "function_name",
                           "candidate_version", "stable_version", "terraform_routing",
                           "live_routing", "live_routing_text", "drift", "terraform_drift",
-                          "rolled_back_by_alarm", "alarms", "last_phase"]
+                          "rolled_back_by_alarm", "quarantined", "plan_refused", "alarms",
+                          "last_phase"]
 
 
 # ------------------------------------------------------------------ the CLI itself
