@@ -25,7 +25,9 @@ def main() -> None:
     app = App()
     register_module_source(app)
     for environment in config.environments.values():
-        SafeReleaseStack(app, environment.name, environment)
+        promotion = environment.promotion
+        SafeReleaseStack(app, environment.name, environment,
+                         after=config.environments[promotion.after] if promotion else None)
     for name, region in config.account_stacks.items():
         AccountBootstrapStack(app, name, AccountConfig(region, config.account_tags(region)))
     app.synth()

@@ -16,7 +16,7 @@ from typing import Any
 
 from invoke import Context, Exit, task
 
-from release import committed, quarantine
+from release import committed, gate, quarantine
 from release import synth as synthesis
 from release.config import EnvironmentConfig, ProjectConfig, load_config
 from release.console import ConsoleProgress
@@ -51,6 +51,13 @@ FORCE_HELP = ("Go on although the auto-rollback function rolled the alias back s
               "phase (it is recorded in the history either way).")
 STABLE_VERSION_HELP = ("With --commit: the version serving traffic now ('' on the first "
                        "deployment); default auto reads it from the live alias.")
+APPROVED_BY_HELP = ("Name of the human who approves this release where environments.toml says "
+                    "promotion.approval = \"required\" (asked on a terminal when left out); "
+                    "recorded in the history.")
+SKIP_GATE_HELP = ("Release although the promotion gate (what promotion.after serves, its soak "
+                  "and alarms) refuses; the reason is recorded in the history and shown by "
+                  "`invoke status`.")
+GATE_HELP = {"approved_by": APPROVED_BY_HELP, "skip_gate": SKIP_GATE_HELP}
 PHASE_HELP = {"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
               "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "remote": REMOTE_HELP,
               "url": URL_HELP}
@@ -91,19 +98,32 @@ def _environment(env: str) -> tuple[ProjectConfig, EnvironmentConfig]:
     return config, config.environment(env)
 
 
-def _options(no_smoke: bool, requests: str, url: str) -> RunnerOptions:
-    """The phase options from the flags, checked before anything is locked or applied."""
+def _options(no_smoke: bool, requests: str, url: str, *,
+             gate: tuple[str, str] = ("", "")) -> RunnerOptions:
+    """The phase options from the flags, checked before anything is locked or applied; `gate`
+    is (approved_by, skip_gate) from `_gate_flags`."""
+    approved_by, skip_gate = gate
     return RunnerOptions(smoke=not no_smoke,
                          smoke_requests=whole_number(requests, "--requests") or None,
-                         smoke_url=url)
+                         smoke_url=url, approved_by=approved_by, skip_gate=skip_gate)
+
+
+def _gate_flags(environment: EnvironmentConfig, approved_by: str, skip_gate: str,
+                commit: bool = False) -> tuple[str, str]:
+    """--approved-by and --skip-gate checked, the approver asked for on a terminal."""
+    ask = input if sys.stdin.isatty() else None
+    return gate.gate_flags(environment, approved_by, skip_gate, commit=commit, ask=ask)
 
 
 def _phase(env: str, kind: Phase, weight: float | None = None, *, commit: bool,
            stable_version: str, force: bool, json: bool, lock_timeout: str, remote: bool,
-           no_smoke: bool, requests: str, url: str) -> None:
+           no_smoke: bool, requests: str, url: str, approved_by: str = "",
+           skip_gate: str = "") -> None:
     """One phase (deploy, canary, promote): applied and checked, or with --commit committed."""
-    options = _options(no_smoke, requests, url)
     config, environment = _environment(env)
+    gate_flags = (_gate_flags(environment, approved_by, skip_gate, commit)
+                  if kind != Phase.DEPLOY else ("", ""))
+    options = _options(no_smoke, requests, url, gate=gate_flags)
     with ConsoleProgress() as progress:
         if commit:
             done = committed.commit_release_phase(config, environment, kind, weight,
@@ -174,30 +194,31 @@ def deploy(c: Context, env: str = "dev", no_smoke: bool = False, requests: str =
 
 @release_task(help={"weight": "Share of requests for the new version, from 0 to 1 (e.g. 0.1).",
                     **PHASE_HELP, "commit": COMMIT_HELP, "stable_version": STABLE_VERSION_HELP,
-                    "force": FORCE_HELP})
+                    "force": FORCE_HELP, **GATE_HELP})
 def canary(c: Context, weight: str = "", env: str = "dev", no_smoke: bool = False,
            requests: str = "0", json: bool = False, lock_timeout: str = "60s", commit: bool = False,
            stable_version: str = "auto", remote: bool = False, force: bool = False,
-           url: str = "") -> None:
+           url: str = "", approved_by: str = "", skip_gate: str = "") -> None:
     """Send a share of traffic to the new version, verify it, roll back by itself on failure."""
     if weight == "":
         raise Exit("error: canary needs the share of traffic for the new version: pass --weight, "
                    "e.g. --weight=0.1")
     _phase(env, Phase.CANARY, check_weight(weight, "--weight"), commit=commit,
            stable_version=stable_version, force=force, json=json, lock_timeout=lock_timeout,
-           remote=remote, no_smoke=no_smoke, requests=requests, url=url)
+           remote=remote, no_smoke=no_smoke, requests=requests, url=url,
+           approved_by=approved_by, skip_gate=skip_gate)
 
 
 @release_task(help={**PHASE_HELP, "commit": COMMIT_HELP, "stable_version": STABLE_VERSION_HELP,
-                    "force": FORCE_HELP})
+                    "force": FORCE_HELP, **GATE_HELP})
 def promote(c: Context, env: str = "dev", no_smoke: bool = False, requests: str = "0",
             json: bool = False, lock_timeout: str = "60s", commit: bool = False,
             stable_version: str = "auto", remote: bool = False, force: bool = False,
-            url: str = "") -> None:
+            url: str = "", approved_by: str = "", skip_gate: str = "") -> None:
     """Blue-green switch: all traffic to the new version, which becomes the stable one."""
     _phase(env, Phase.PROMOTE, commit=commit, stable_version=stable_version, force=force,
            json=json, lock_timeout=lock_timeout, remote=remote, no_smoke=no_smoke,
-           requests=requests, url=url)
+           requests=requests, url=url, approved_by=approved_by, skip_gate=skip_gate)
 
 
 @release_task(help={**PHASE_HELP, "commit": COMMIT_HELP,
@@ -222,7 +243,7 @@ def rollback(c: Context, env: str = "dev", fast: bool = False, no_smoke: bool = 
         _print(report, json)
 
 
-@release_task(help={**PHASE_HELP, "force": FORCE_HELP,
+@release_task(help={**PHASE_HELP, "force": FORCE_HELP, **GATE_HELP,
                     "steps": "Comma-separated weights, ascending, ending at 1 (default: the "
                              "environment's preset).",
                     "bake": "Seconds to watch alarms and metrics after each step (default -1: "
@@ -234,10 +255,11 @@ def rollback(c: Context, env: str = "dev", fast: bool = False, no_smoke: bool = 
 def rollout(c: Context, env: str = "dev", steps: str = "", bake: str = "-1",
             no_smoke: bool = False, requests: str = "0", json: bool = False,
             lock_timeout: str = "60s", remote: bool = False, force: bool = False,
-            report: str = "", url: str = "") -> None:
+            report: str = "", url: str = "", approved_by: str = "", skip_gate: str = "") -> None:
     """Step through the weights with a bake after each; any failure rolls back to 0."""
-    options = _options(no_smoke, requests, url)
     config, environment = _environment(env)
+    options = _options(no_smoke, requests, url,
+                       gate=_gate_flags(environment, approved_by, skip_gate))
     weights = parse_steps(steps) if steps else environment.rollout.steps
     bake_seconds = parse_bake(bake, environment.rollout.bake_seconds)
     # Humans see each step's line as it finishes (bakes take minutes); pipelines get one JSON list.

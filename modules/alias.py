@@ -25,6 +25,9 @@ class AliasConfig:
     # Tokens: whether the plan gives a quarantined version traffic, and the refusal naming it.
     serves_quarantined_version: IResolvable
     quarantine_refusal: str
+    # Tokens: whether the promotion gate refuses the plan, and its message (traffic policy).
+    promotion_gate_refuses: IResolvable
+    promotion_refusal: str
 
     def __post_init__(self) -> None:
         if Token.is_unresolved(self.routing_config):
@@ -70,6 +73,13 @@ class ProductionAlias(Construct):
                     # quarantine, so the check at apply passes and new code is not blocked.
                     condition=Op.not_(config.serves_quarantined_version),
                     error_message=config.quarantine_refusal,
+                ),
+                Precondition(
+                    # Known at plan time unless new code publishes in the same apply (its
+                    # version number is unknown until then): then it is checked at apply,
+                    # before the alias moves.
+                    condition=Op.not_(config.promotion_gate_refuses),
+                    error_message=config.promotion_refusal,
                 ),
             ]),
         )

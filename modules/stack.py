@@ -1,5 +1,7 @@
 """One environment's whole safe-release stack: function, alias, API, alarms and the phase inputs."""
 
+from typing import Any
+
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
@@ -12,14 +14,35 @@ from modules.backend import configure_backend
 from modules.dashboard import DashboardConfig, ReleaseDashboard
 from modules.function import FunctionConfig, PackagedFunction
 from modules.phase_variables import PhaseVariables, PhaseVariablesConfig
+from modules.promotion_gate import PromotionGate, PromotionGateConfig
 from modules.quarantine import QuarantineConfig, ReleaseQuarantine
 from modules.settings import ReleaseSettings, SettingsConfig
 from modules.traffic_policy import TrafficPolicy, TrafficPolicyConfig
 from release.config import ALIAS_NAME, EnvironmentConfig, settings_json
 
 
+def promotion_gate(stack: TerraformStack, config: EnvironmentConfig,
+                   after: EnvironmentConfig | None, release_code_sha256: str) -> dict[str, Any]:
+    """The traffic policy's promotion gate inputs (none without a plan-time gate): the pins of
+    what the plan releases and of what `after` serves, by the same names."""
+    if config.promotion is None or not config.promotion.plan_check:
+        return {}
+    if after is None or after.name != config.promotion.after:
+        raise ValueError(f"{config.name}.promotion.after = {config.promotion.after!r}: pass that "
+                         "environment's config as `after`")
+    gate = PromotionGate(stack, "promotion_gate", PromotionGateConfig(
+        after_environment=after.name, after_function_name=after.function_name,
+        alias_name=ALIAS_NAME))
+    return {"promotion_after": after.name, "after_version": gate.after_version,
+            "release_pins": {"code": release_code_sha256},
+            "after_pins": {"code": gate.after_code_sha256},
+            "promotion_gate_override": gate.override.string_value}
+
+
 class SafeReleaseStack(TerraformStack):
-    def __init__(self, scope: Construct, id: str, config: EnvironmentConfig) -> None:
+    def __init__(self, scope: Construct, id: str, config: EnvironmentConfig,
+                 after: EnvironmentConfig | None = None) -> None:
+        """`after`: the environment named by `config.promotion.after` (its promotion gate)."""
         super().__init__(scope, id)
         configure_backend(self, config)
         AwsProvider(self, "aws", region=config.region, default_tags=[AwsProviderDefaultTags(
@@ -43,6 +66,7 @@ class SafeReleaseStack(TerraformStack):
         ))
         quarantine = ReleaseQuarantine(self, "quarantine", QuarantineConfig(
             function_name=config.function_name, alias_name=ALIAS_NAME))
+        gate = promotion_gate(self, config, after, function.function.source_code_hash)
         policy = TrafficPolicy(self, "traffic_policy", TrafficPolicyConfig(
             candidate_version=function.function.version,
             stable_version=phase.stable_version.string_value,
@@ -50,6 +74,7 @@ class SafeReleaseStack(TerraformStack):
             environment=config.name,
             quarantined_versions_json=quarantine.versions_json,
             serving_version=quarantine.serving_version,
+            **gate,
         ))
         alias = ProductionAlias(self, "alias", AliasConfig(
             function_name=function.function.function_name,
@@ -58,6 +83,8 @@ class SafeReleaseStack(TerraformStack):
             canary_of_stable_version=policy.canary_of_stable_version,
             serves_quarantined_version=policy.serves_quarantined_version,
             quarantine_refusal=policy.quarantine_refusal,
+            promotion_gate_refuses=policy.promotion_gate_refuses,
+            promotion_refusal=policy.promotion_refusal,
         )).alias
         quarantine.created_after(alias)
         api = RestApiFrontDoor(self, "api", ApiConfig(

@@ -1,7 +1,8 @@
 """The traffic policy: the provider-free Terraform module in `traffic_policy/` that decides the
 alias routing from the phase variables (its routing table is in `traffic_policy/main.tf`)."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdktf import App, IResolvable, TerraformHclModule, Token
@@ -33,6 +34,18 @@ class TrafficPolicyConfig:
     # Token: the version the alias serves now ("" before the first deployment); an empty
     # stable_version stands for it.
     serving_version: str
+    # The promotion gate (modules/promotion_gate.py); defaults: no gate. Pins are named values
+    # that must match between the two environments: {"code": source_code_hash} today.
+    promotion_after: str = ""
+    release_pins: Mapping[str, str] = field(default_factory=dict)
+    after_pins: Mapping[str, str] = field(default_factory=dict)
+    after_version: str = ""
+    promotion_gate_override: str = ""
+
+    def __post_init__(self) -> None:
+        if set(self.release_pins) != set(self.after_pins):
+            raise ValueError(f"release_pins {sorted(self.release_pins)} and after_pins "
+                             f"{sorted(self.after_pins)}: the gate compares the same pins")
 
 
 class TrafficPolicy(Construct):
@@ -48,6 +61,11 @@ class TrafficPolicy(Construct):
                 "environment": config.environment,
                 "quarantined_versions_json": config.quarantined_versions_json,
                 "serving_version": config.serving_version,
+                "promotion_after": config.promotion_after,
+                "release_pins": dict(config.release_pins),
+                "after_pins": dict(config.after_pins),
+                "after_version": config.after_version,
+                "promotion_gate_override": config.promotion_gate_override,
             },
         )
         # A readable name in plans and state (`module.traffic_policy`).
@@ -81,6 +99,16 @@ class TrafficPolicy(Construct):
     def quarantine_refusal(self) -> str:
         """Why the plan gives a quarantined version traffic; "" when it does not."""
         return self.module.get_string("quarantine_refusal")
+
+    @property
+    def promotion_gate_refuses(self) -> IResolvable:
+        """True when the plan gives new code traffic that the after environment does not serve."""
+        return self.module.get_boolean("promotion_gate_refuses")
+
+    @property
+    def promotion_refusal(self) -> str:
+        """What the after environment serves and what the plan would release; "" when equal."""
+        return self.module.get_string("promotion_refusal")
 
     @property
     def phase(self) -> str:

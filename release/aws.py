@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -502,3 +503,79 @@ def lift_quarantine(ssm_client: Any, parameter: str, version: str) -> Quarantine
     lifted = entries.pop(version)
     _write_quarantine(ssm_client, parameter, entries)
     return lifted
+
+
+@dataclass(frozen=True)
+class VersionCode:
+    """A published version's code package (CodeSha256: base64 SHA-256 of the zip, the value
+    Terraform's `source_code_hash` holds) and when it was published."""
+
+    version: str
+    code_sha256: str
+    published: datetime
+
+
+def version_code(lambda_client: Any, function_name: str, version: str) -> VersionCode:
+    """GetFunctionConfiguration of one published version."""
+    with _translated("GetFunctionConfiguration",
+                     f"version {version} of {function_name} not found in "
+                     f"{lambda_client.meta.region_name}"):
+        response = lambda_client.get_function_configuration(FunctionName=function_name,
+                                                            Qualifier=version)
+    return VersionCode(str(version), response["CodeSha256"],
+                       lambda_timestamp(response["LastModified"]))
+
+
+def lambda_timestamp(text: str) -> datetime:
+    """Lambda's LastModified, e.g. 2026-12-01T18:33:16.935+0000 (fractions of any length)."""
+    fraction = re.search(r"\.(\d+)", text)
+    if fraction:  # fromisoformat takes at most microseconds
+        text = text.replace(fraction.group(0), "." + fraction.group(1)[:6].ljust(6, "0"))
+    return datetime.fromisoformat(text)
+
+
+def last_minute_of_other_versions(cloudwatch_client: Any, function_name: str, alias_name: str,
+                                  version: str, start: datetime, end: datetime
+                                  ) -> datetime | None:
+    """The start of the newest minute in [start, end) in which the alias ran any version but
+    `version` (its Invocations exceed those with ExecutedVersion = `version`); None if none."""
+    alias_dimensions = [{"Name": "FunctionName", "Value": function_name},
+                        {"Name": "Resource", "Value": f"{function_name}:{alias_name}"}]
+    queries = [
+        _metric_query("alias", "Invocations", "Sum", alias_dimensions),
+        _metric_query("version", "Invocations", "Sum", [
+            *alias_dimensions, {"Name": "ExecutedVersion", "Value": str(version)}]),
+    ]
+    per_minute: dict[str, dict[datetime, float]] = {"alias": {}, "version": {}}
+    paginator = cloudwatch_client.get_paginator("get_metric_data")
+    with _translated("GetMetricData"):
+        for page in paginator.paginate(MetricDataQueries=queries, StartTime=start, EndTime=end):
+            for result in page["MetricDataResults"]:
+                for when, value in zip(result["Timestamps"], result["Values"], strict=True):
+                    minutes = per_minute[result["Id"]]
+                    minutes[when] = minutes.get(when, 0.0) + value
+    others = [when for when, total in per_minute["alias"].items()
+              if total > per_minute["version"].get(when, 0.0)]
+    return max(others) if others else None
+
+
+@dataclass(frozen=True)
+class AlarmState:
+    name: str
+    state: str  # OK, ALARM or INSUFFICIENT_DATA
+    # When the alarm last changed state (CloudWatch's StateTransitionedTimestamp, else
+    # StateUpdatedTimestamp).
+    changed: datetime
+
+
+def alarms_named_after(cloudwatch_client: Any, function_name: str) -> list[AlarmState]:
+    """The alarms named `<function_name>-*`: a stack's release alarms (modules/alarms.py)."""
+    paginator = cloudwatch_client.get_paginator("describe_alarms")
+    alarms = []
+    with _translated("DescribeAlarms"):
+        for page in paginator.paginate(AlarmNamePrefix=f"{function_name}-",
+                                       AlarmTypes=["MetricAlarm", "CompositeAlarm"]):
+            for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                changed = alarm.get("StateTransitionedTimestamp") or alarm["StateUpdatedTimestamp"]
+                alarms.append(AlarmState(alarm["AlarmName"], alarm["StateValue"], changed))
+    return alarms

@@ -44,6 +44,10 @@ NO_NEW_VERSION_MESSAGE = (
 # The alias precondition's refusal when a quarantined version would get traffic starts with this
 # (modules/traffic_policy/main.tf builds the rest: version, rollback reason and time, the fix).
 QUARANTINE_REFUSAL_PREFIX = "Quarantined version would get traffic"
+# The promotion gate's plan-time refusal (modules/traffic_policy/main.tf) starts with this, and
+# this Terraform variable (set by `--skip-gate REASON`) overrides it; release/gate.py is the rest.
+PROMOTION_REFUSAL_PREFIX = "Promotion gate:"
+PROMOTION_OVERRIDE_VARIABLE = "promotion_gate_override"
 # Where the release tasks keep their lock files and history (default <project>/.release).
 STATE_DIR_VARIABLE = "SAFE_RELEASE_STATE_DIR"
 
@@ -262,6 +266,31 @@ class BackendSettings:
 
 REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
 
+# A week: a soak longer than that is a release freeze, which this is not the tool for.
+MAX_SOAK_MINUTES = 10080
+
+
+@dataclass(frozen=True)
+class PromotionSettings:
+    """The gate before this environment's candidate gets traffic: it must be the code the `after`
+    environment served at 100 % for `soak_minutes` without a release alarm (release/gate.py),
+    approved by a named human when `approval = "required"`."""
+
+    after: str
+    soak_minutes: int = 30
+    approval: Literal["required", "none"] = "required"
+    # The plan-time half of the gate: the stack reads the `after` environment's alias with its own
+    # AWS provider, which needs the same account and region. false for an `after` environment
+    # elsewhere: then only `invoke` checks (with credentials that can read both).
+    plan_check: bool = True
+
+    def __post_init__(self) -> None:
+        _require(bool(re.fullmatch(r"[a-z][a-z0-9-]{0,31}", self.after)), "after", self.after,
+                 "must name another environment in environments.toml")
+        _int_range("soak_minutes", self.soak_minutes, 0, MAX_SOAK_MINUTES)
+        _require(self.approval in ("required", "none"), "approval", self.approval,
+                 "must be one of required, none")
+
 
 @dataclass(frozen=True)
 class EnvironmentConfig:
@@ -286,6 +315,8 @@ class EnvironmentConfig:
     # Existing Secrets Manager secrets (names or ARNs) the function may read, each pinned to the
     # version current when its function version was published; values never enter Terraform.
     secrets: tuple[str, ...] = ()
+    # None: no gate; releases here need no evidence from another environment.
+    promotion: PromotionSettings | None = None
 
     def __post_init__(self) -> None:
         _require(bool(re.fullmatch(r"[a-z][a-z0-9-]{0,31}", self.name)), "name", self.name,
@@ -381,6 +412,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
         for arg in typing.get_args(hint):
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                # A table for an optional table (`promotion`): its own error names the key.
+                return _coerce(arg, value, where)
             try:
                 return _coerce(arg, value, where)
             except ConfigError:
@@ -462,7 +496,27 @@ def parse_config(text: str, path: Path) -> ProjectConfig:
             built[name] = _build(EnvironmentConfig, {**_merge(defaults, table), "name": name}, name)
         except ConfigError as error:
             raise ConfigError(f"{label}: {error}") from None
+    for environment in built.values():
+        _check_promotion(label, environment, built)
     return ProjectConfig(path=path, environments=built)
+
+
+def _check_promotion(label: str, environment: EnvironmentConfig,
+                     environments: Mapping[str, EnvironmentConfig]) -> None:
+    """The `after` environment exists, is another one, and (for the plan-time check) shares the
+    region; the account cannot be told from the file, so the README names that rule."""
+    promotion = environment.promotion
+    if promotion is None:
+        return
+    where = f"{label}: {environment.name}.promotion.after = {promotion.after!r}"
+    if promotion.after not in environments or promotion.after == environment.name:
+        others = ", ".join(sorted(set(environments) - {environment.name})) or "none"
+        raise ConfigError(f"{where}: must name another environment (known: {others})")
+    upstream = environments[promotion.after]
+    if promotion.plan_check and upstream.region != environment.region:
+        raise ConfigError(f"{where}: it is in {upstream.region}, {environment.name} in "
+                          f"{environment.region}; the plan reads it with {environment.name}'s "
+                          "provider, so set plan_check = false (invoke still checks)")
 
 
 def load_config(path: Path | str | None = None) -> ProjectConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from release import aws
@@ -72,6 +73,10 @@ class RunnerOptions:
     routing_interval: float = 1.0
     # How often a bake looks at alarms and per-version metrics.
     bake_poll_seconds: float = 60.0
+    # The promotion gate (release/gate.py): who approved (--approved-by), and why it is skipped
+    # (--skip-gate; "" checks it). Both are recorded in the history.
+    approved_by: str = ""
+    skip_gate: str = ""
 
     def __post_init__(self) -> None:
         if self.smoke_url:  # refused before anything is applied, not by the check after it
@@ -103,7 +108,9 @@ class ReleaseContext:
                  clients: AwsClients | None = None, history: ReleaseHistory | None = None,
                  options: RunnerOptions = DEFAULT_OPTIONS, progress: Progress = NO_PROGRESS,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 upstream: EnvironmentConfig | None = None) -> None:
         self.environment = environment
         self.applier = applier
         self.clients = clients or AwsClients(environment.region)
@@ -112,12 +119,17 @@ class ReleaseContext:
         self.progress = progress
         self.sleep = sleep
         self.clock = clock
+        # Wall-clock time, for evidence CloudWatch and Lambda timestamp (the promotion gate).
+        self.now = now
+        # The environment named by `promotion.after`, whose evidence gates this one's releases.
+        self.upstream = upstream
 
     def with_options(self, **changes: Any) -> ReleaseContext:
         """The same context (stack, clients, history, progress, clock) with other options."""
         return ReleaseContext(self.environment, self.applier, clients=self.clients,
                               history=self.history, options=replace(self.options, **changes),
-                              progress=self.progress, sleep=self.sleep, clock=self.clock)
+                              progress=self.progress, sleep=self.sleep, clock=self.clock,
+                              now=self.now, upstream=self.upstream)
 
     def read_stack(self) -> StackOutputs | None:
         """The stack's outputs now; None before the first deployment."""

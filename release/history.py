@@ -40,6 +40,9 @@ class PhaseRecord:
     outcome: Outcome
     detail: str
     duration_seconds: float
+    # The promotion gate: its decision, who approved, or why it was skipped (release/gate.py);
+    # None for phases without a gate, and in records written before it existed.
+    gate: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # A name outside the enums is a bug in the caller, not a user's mistake: ValueError.

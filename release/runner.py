@@ -14,10 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from release import aws
+from release import aws, gate
 from release.aws import AwsError, LiveAlias, Routing, RoutingTimeout
-from release.config import ALIAS_NAME, NO_NEW_VERSION_MESSAGE, QUARANTINE_REFUSAL_PREFIX
-from release.context import ReleaseContext
+from release.config import (
+    ALIAS_NAME,
+    NO_NEW_VERSION_MESSAGE,
+    PROMOTION_OVERRIDE_VARIABLE,
+    PROMOTION_REFUSAL_PREFIX,
+    QUARANTINE_REFUSAL_PREFIX,
+)
+from release.context import AwsClients, ReleaseContext
 from release.errors import ReleaseError
 from release.history import PhaseRecord
 from release.kinds import FORWARD_PHASES, Outcome, Phase
@@ -51,6 +57,8 @@ class PhaseReport:
     alarms: Mapping[str, str] | None = None
     verdict: Verdict | None = None
     duration_seconds: float = 0.0
+    # The promotion gate's decision, approver or skip reason (None: no gate for this phase).
+    gate: Mapping[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -86,6 +94,7 @@ class PhaseReport:
             "verdict": ({"status": self.verdict.status, "reasons": list(self.verdict.reasons)}
                         if self.verdict else None),
             "duration_seconds": round(self.duration_seconds, 3),
+            "gate": dict(self.gate) if self.gate is not None else None,
         }
 
     def record(self) -> PhaseRecord:
@@ -99,6 +108,7 @@ class PhaseReport:
             alarms=dict(self.alarms) if self.alarms is not None else None,
             outcome=self.outcome, detail=self.detail,
             duration_seconds=round(self.duration_seconds, 3),
+            gate=dict(self.gate) if self.gate is not None else None,
         )
 
 
@@ -119,7 +129,7 @@ class PhaseFailed(ReleaseError):
 
 def run_phase(context: ReleaseContext, kind: Phase, weight: float | None = None, *,
               force: bool = False,
-              extra_variables: Mapping[str, float] | None = None) -> PhaseReport:
+              extra_variables: Mapping[str, str | float] | None = None) -> PhaseReport:
     """Apply one phase and check it; raises PhaseFailed (after rolling back) when it fails.
 
     After the auto-rollback function acted, only a rollback (which acknowledges it) or `force`
@@ -134,13 +144,17 @@ def run_phase(context: ReleaseContext, kind: Phase, weight: float | None = None,
         routing_after=live.routing if live else None,
         candidate_version=stack.candidate_version if stack else "",
         stable_version=variables.stable_version)
+    if kind in FORWARD_PHASES and stack is not None and live is not None:
+        base = _promotion_gate(context, base, stack, live)
+        if base.outcome == Outcome.REFUSED:
+            raise failed(context, base, started)
+    extra_variables = {**gate_variables(context), **(extra_variables or {})}
 
     context.progress.status(f"{kind} {context.environment.name}: applying canary_weight="
                             f"{variables.canary_weight:g} stable_version="
                             f"{variables.stable_version or '(none)'}")
     try:
-        summary = context.applier.apply_variables(
-            {**variables.as_terraform(), **(extra_variables or {})})
+        summary = context.applier.apply_variables({**variables.as_terraform(), **extra_variables})
     except ReleaseError as error:  # the apply failed, locally or in the workspace's run
         detail = refusal(error, variables)
         if detail:
@@ -164,6 +178,57 @@ def run_phase(context: ReleaseContext, kind: Phase, weight: float | None = None,
     if kind in FORWARD_PHASES and variables.stable_version not in ("", after.candidate_version):
         report = return_to_stable(context, report, variables.stable_version, after)
     raise failed(context, report, started)
+
+
+def _promotion_gate(context: ReleaseContext, report: PhaseReport, stack: StackOutputs,
+                    live: LiveAlias) -> PhaseReport:
+    """The report with the promotion gate's record; outcome REFUSED when the gate refuses.
+
+    Nothing to check without a gate, or once the candidate serves everything already (a rerun
+    of a promote): it has had its traffic."""
+    settings, upstream = context.environment.promotion, context.upstream
+    serves_candidate = live.routing.primary_version == stack.candidate_version
+    if settings is None or upstream is None or serves_candidate:
+        return report
+    options = context.options
+    record: dict[str, Any] = {"after": upstream.name, "approved_by": options.approved_by or None,
+                              "skipped": options.skip_gate or None}
+    if settings.approval == "required" and not options.approved_by:
+        return replace(report, outcome=Outcome.REFUSED, gate=record,
+                       detail=f"{context.environment.name} requires a named approval: pass "
+                              "--approved-by NAME")
+    if options.skip_gate:
+        context.progress.note(f"promotion gate skipped by {current_caller()}: {options.skip_gate}")
+        return replace(report, gate=record)
+    context.progress.status(f"promotion gate: reading {upstream.name}'s alias, code and alarms")
+    upstream_clients = (context.clients if upstream.region == context.environment.region
+                        else AwsClients(upstream.region))
+    now = context.now()
+    try:
+        evidence = gate.read_evidence(upstream_clients["lambda"],
+                                      upstream_clients["cloudwatch"], upstream,
+                                      settings.soak_minutes, now)
+    except AwsError as error:  # e.g. the after environment is not deployed: no evidence
+        return replace(report, outcome=Outcome.REFUSED, gate=record,
+                       detail=f"promotion gate: no evidence from {upstream.name}: {error}")
+    candidate = aws.version_code(context.clients["lambda"], stack.function_name,
+                                 stack.candidate_version)
+    decision = gate.decide(evidence, stack.candidate_version, gate.release_pins(candidate),
+                           settings, now)
+    record.update(decision.to_dict())
+    if not decision.passed:
+        return replace(report, outcome=Outcome.REFUSED, gate=record,
+                       detail=f"promotion gate: {decision.detail}")
+    return replace(report, gate=record)
+
+
+def gate_variables(context: ReleaseContext) -> dict[str, str]:
+    """The plan-time gate's override for this phase: always set where the stack has it, so a
+    reason given once never stays behind (a Terraform Cloud workspace keeps its variables)."""
+    promotion = context.environment.promotion
+    if promotion is None or not promotion.plan_check:
+        return {}
+    return {PROMOTION_OVERRIDE_VARIABLE: context.options.skip_gate}
 
 
 def _before(context: ReleaseContext, kind: Phase) -> tuple[StackOutputs | None, LiveAlias | None]:
@@ -329,13 +394,17 @@ def _interrupted(context: ReleaseContext, report: PhaseReport,
 
 def refusal(error: Exception, variables: PhaseVariables) -> str | None:
     """Why one of the stack's alias preconditions refused the plan; None for other failures."""
-    lines = getattr(error, "stderr_tail", ())
+    # Without Terraform's frame characters, a message wrapped over lines reads as one sentence.
+    lines = [line.strip("╷│╵") for line in getattr(error, "stderr_tail", ())]
     text = " ".join(" ".join([str(error), *lines]).split())
     if NO_NEW_VERSION_MESSAGE in text:
         return (f"no new version to send traffic to: v{variables.stable_version} already is the "
                 "candidate; merge and deploy new code first")
     quarantined = re.search(re.escape(QUARANTINE_REFUSAL_PREFIX) + r".*?--version [0-9,]+\.", text)
-    return quarantined.group(0) if quarantined else None
+    if quarantined:
+        return quarantined.group(0)
+    promotion = re.search(re.escape(PROMOTION_REFUSAL_PREFIX) + r".*?--skip-gate REASON\)\.", text)
+    return promotion.group(0) if promotion else None
 
 
 # ---------------------------------------------------------------------- endings

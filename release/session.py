@@ -63,6 +63,8 @@ def open_release(config: ProjectConfig, environment: EnvironmentConfig, command:
             synthesis.refresh(config, on_status=progress.status)
         context = connect(environment, progress, lock_timeout=lock_timeout, remote=remote,
                           options=options)
+        if environment.promotion is not None:
+            context.upstream = config.environment(environment.promotion.after)
         if not remote and command not in WITHOUT_ACCOUNT_CHECK:
             context.preflight_account()
         yield context

@@ -106,7 +106,19 @@ class Status:
         if last:
             lines.append(f"  last phase: {last['phase']} {last['outcome']} at {last['time']} "
                          f"by {last['caller']}")
+            lines += gate_lines(last.get("gate"))
         return lines
+
+
+def gate_lines(gate: Mapping[str, Any] | None) -> list[str]:
+    """The promotion gate of a history record: skipped (loudly), approved, or what it found."""
+    if not gate:
+        return []
+    approver = f", approved by {gate['approved_by']}" if gate.get("approved_by") else ""
+    if gate.get("skipped"):
+        return [f"  PROMOTION GATE SKIPPED ({gate.get('after')} not checked): "
+                f"{gate['skipped']}{approver}"]
+    return [f"  promotion gate: {gate.get('detail', '')}{approver}"]
 
 
 def read_status(context: ReleaseContext) -> Status:

@@ -43,8 +43,10 @@ def provider_free_root(directory: Path, workdir: Path) -> Path:
     module = dict(stack["module"]["traffic_policy"])
     module.pop("//", None)
     module["candidate_version"] = "${var.candidate_version}"
-    # What the stack reads from AWS at plan time: a stack never applied, with no quarantine.
-    module.update(quarantined_versions_json="", serving_version="")
+    # What the stack reads from AWS at plan time: a stack never applied, with no quarantine,
+    # and (prod's promotion gate) staging serving the code this plan releases.
+    module.update(quarantined_versions_json="", serving_version="", after_version="7",
+                  after_pins={"code": "c2FtZS1jb2Rl"}, release_pins={"code": "c2FtZS1jb2Rl"})
     shutil.copytree(directory / "assets", workdir / "assets")
     shutil.copy(directory / committed.PHASE_FILE, workdir)
     (workdir / "main.tf.json").write_text(json.dumps({

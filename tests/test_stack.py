@@ -65,7 +65,9 @@ def test_synth_runs_jsii_on_node_22_without_the_end_of_life_banner(synth):
 
 def test_phase_variables_are_validated_and_described(env):
     _, stack = env
-    variables = stack["variable"]
+    # The promotion gate's override (prod) is tested with the gate.
+    variables = {name: variable for name, variable in stack["variable"].items()
+                 if name != "promotion_gate_override"}
     assert set(variables) == {"canary_weight", "stable_version", "fault_rate"}
     assert variables["fault_rate"]["default"] == 0
     assert variables["fault_rate"]["validation"][0]["condition"] == (
@@ -111,11 +113,48 @@ def test_alias_refuses_a_canary_without_new_code_and_a_quarantined_version(env):
     """Preconditions, so every path that plans (invoke, cdktf deploy, a VCS run) refuses."""
     _, stack = env
     _, alias = only(stack, "aws_lambda_alias")
-    no_new_code, quarantined = alias["lifecycle"]["precondition"]
+    no_new_code, quarantined, promotion = alias["lifecycle"]["precondition"]
     assert no_new_code == {"condition": "${!module.traffic_policy.canary_of_stable_version}",
                            "error_message": NO_NEW_VERSION_MESSAGE}
     assert quarantined == {"condition": "${!module.traffic_policy.serves_quarantined_version}",
                            "error_message": "${module.traffic_policy.quarantine_refusal}"}
+    assert promotion == {"condition": "${!module.traffic_policy.promotion_gate_refuses}",
+                         "error_message": "${module.traffic_policy.promotion_refusal}"}
+
+
+def test_prod_plans_compare_its_code_with_what_staging_serves(synth):
+    """The plan-time promotion gate: staging's alias and its version's code_sha256 read at plan
+    time (only once staging's function exists), against prod's source_code_hash."""
+    stack = synth.stack("prod")
+    data = {"resource": stack["data"]}
+    listing_id, _ = only(data, "aws_lambda_functions", "promotion_gate")
+    alias_id, alias = only(data, "aws_lambda_alias", "promotion_gate")
+    version_id, version = only(data, "aws_lambda_function", "promotion_gate")
+    deployed = (f'${{contains(data.aws_lambda_functions.{listing_id}.function_names, '
+                f'"deploy-patterns-demo-staging") ? 1 : 0}}')
+    assert (alias["function_name"], alias["name"], alias["count"]) == (
+        "deploy-patterns-demo-staging", "production", deployed)
+    staging_version = f'${{join("", data.aws_lambda_alias.{alias_id}[*].function_version)}}'
+    assert (version["qualifier"], version["count"]) == (staging_version, deployed)
+    function_id, _ = only(stack, "aws_lambda_function", "function")
+    policy = stack["module"]["traffic_policy"]
+    assert policy["promotion_after"] == "staging"
+    assert policy["after_version"] == staging_version
+    assert policy["after_pins"] == {
+        "code": f'${{join("", data.aws_lambda_function.{version_id}[*].code_sha256)}}'}
+    assert policy["release_pins"] == {
+        "code": ref("aws_lambda_function", function_id, "source_code_hash")}
+    assert policy["promotion_gate_override"] == "${var.promotion_gate_override}"
+    assert stack["variable"]["promotion_gate_override"]["default"] == ""
+
+
+@pytest.mark.parametrize("name", ["dev", "staging"])
+def test_environments_without_a_promotion_table_read_no_other_environment(synth, name):
+    stack = synth.stack(name)
+    assert "promotion_gate_override" not in stack["variable"]
+    assert "aws_lambda_functions" not in stack["data"]
+    policy = stack["module"]["traffic_policy"]
+    assert (policy["promotion_after"], policy["release_pins"], policy["after_pins"]) == ("", {}, {})
 
 
 def test_the_quarantine_parameter_is_read_at_plan_time_and_never_reset(env):
@@ -136,7 +175,7 @@ def test_the_quarantine_parameter_is_read_at_plan_time_and_never_reset(env):
     alias_id, _ = only(stack, "aws_lambda_alias")
     # Created after the alias, so that once it exists the alias can be read too.
     assert parameter["depends_on"] == [f"aws_lambda_alias.{alias_id}"]
-    serving_id, serving = only({"resource": stack["data"]}, "aws_lambda_alias")
+    serving_id, serving = only({"resource": stack["data"]}, "aws_lambda_alias", "quarantine")
     assert (serving["function_name"], serving["name"], serving["count"]) == (
         config.function_name, "production", f"${{{exists} ? 1 : 0}}")
     policy = stack["module"]["traffic_policy"]

@@ -67,6 +67,12 @@ CASES = {
     "canary --commit without a committed tree": (
         ("canary", "--weight=0.1", "--commit"), "terraform/dev is stale (missing cdk.tf.json)",
         "nothing"),
+    **{f"{task[0]} --skip-gate where there is no gate": (
+        (*task, "--skip-gate=hotfix"), "dev has no promotion gate (no promotion table in "
+        "environments.toml): drop --approved-by and --skip-gate", "nothing")
+       for task in [("canary", "--weight=0.1"), ("promote",), ("rollout",)]},
+    "canary --approved-by where there is no gate": (
+        ("canary", "--weight=0.1", "--approved-by=Ada"), "dev has no promotion gate", "nothing"),
     "drill of a production environment": (("drill", "--env=prod"),
                                           "prod is marked production = true", "nothing"),
     "drill --fault-rate=1.5": (("drill", "--env=dev", "--fault-rate=1.5"),
@@ -145,3 +151,47 @@ def test_broken_input_is_one_line_and_changes_nothing(module_world, tmp_path, mo
     assert run.stderr.startswith(("error: ", "destroy: ")) and message in run.stderr, run.stderr
     assert run.stdout == ""
     assert after == before
+
+
+# prod released after dev, as environments.toml declares a promotion gate (the world's stacks are
+# not re-synthesized: these refusals come before anything reads them).
+GATED = """
+[environments.prod]
+region = "eu-west-1"
+function_name = "deploy-patterns-demo-prod"
+production = true
+promotion = { after = "dev", soak_minutes = 30, approval = "required" }
+"""
+GATE_CASES = {
+    **{f"{task[0]} of a gated environment without an approver": (
+        (*task, "--env=prod"), 'prod requires a named approval (promotion.approval = "required"): '
+        "pass --approved-by NAME")
+       for task in [("canary", "--weight=0.1"), ("promote",), ("rollout",)]},
+    "canary --skip-gate with a blank reason": (
+        ("canary", "--weight=0.1", "--env=prod", "--approved-by=Ada", "--skip-gate= "),
+        '--skip-gate needs a reason, e.g. --skip-gate "hotfix INC-42"'),
+    "promote --approved-by a blank name": (
+        ("promote", "--env=prod", "--approved-by= "), "--approved-by needs the approver's name"),
+    "canary --commit --approved-by": (
+        ("canary", "--weight=0.1", "--env=prod", "--commit", "--approved-by=Ada"),
+        "--commit leaves the apply to the Terraform Cloud workspace, whose manual apply is the "
+        "approval"),
+}
+
+
+@pytest.mark.parametrize("args, message", GATE_CASES.values(), ids=GATE_CASES.keys())
+def test_broken_gate_input_is_one_line_and_changes_nothing(module_world, monkeypatch, args,
+                                                           message):
+    world = module_world
+    text = world.config_path.read_text()
+    gated = world.config_path.parent / "gated.toml"
+    gated.write_text(text[:text.index("[environments.prod]")] + GATED)
+    monkeypatch.setenv("SAFE_RELEASE_CONFIG", str(gated))
+    monkeypatch.setenv("SAFE_RELEASE_TERRAFORM_DIR", str(world.config_path.parent / "terraform"))
+    before = footprint(world)
+    run = world.run_task(*args)
+    assert footprint(world) == before
+    assert run.exit_code != 0
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith("error: ") and message in run.stderr, run.stderr
+    assert run.stdout == ""

@@ -88,7 +88,9 @@ def test_routing_table(terraform_1_0, module_dir, stable, weight, candidate, pri
         "canary_of_stable_version": blocks == [{}],
         # Nothing quarantined: no refusal.
         "serving_quarantined_versions": [], "serves_quarantined_version": False,
-        "quarantine_refusal": ""}
+        "quarantine_refusal": "",
+        # No promotion gate: nothing to refuse.
+        "promotion_gate_refuses": False, "promotion_refusal": ""}
 
 
 QUARANTINE = json.dumps({"4": {"reason": "alarm demo-canary-error-rate",
@@ -139,3 +141,48 @@ def test_an_empty_stable_version_stands_for_the_serving_version(
     assert result.returncode == 0, result.stderr
     routing = outputs(terraform_1_0, module_dir)
     assert (routing["primary_version"], routing["additional_version_weights"]) == (primary, weights)
+
+
+STAGING_CODE = "c3RhZ2luZy1zZXJ2ZXMtdGhpcy1jb2RlLWhhc2g9PT0="
+OTHER_CODE = "b3RoZXItY29kZS1ub3QteWV0LWluLXN0YWdpbmc9PT0="
+
+
+@pytest.mark.parametrize("stable, weight, serving, release_code, override, refuses", [
+    pytest.param("3", 0.1, "3", OTHER_CODE, "", True, id="canary-of-code-staging-does-not-serve"),
+    pytest.param("3", 1, "3", OTHER_CODE, "", True, id="promote-of-it"),
+    pytest.param("3", 0.25, "3", OTHER_CODE, "", True, id="rollout-step-of-it"),
+    pytest.param("3", 0.1, "3", STAGING_CODE, "", False, id="canary-of-what-staging-serves"),
+    pytest.param("3", 0, "3", OTHER_CODE, "", False, id="deploy-at-weight-0"),
+    pytest.param("3", 0, "4", OTHER_CODE, "", False, id="rollback"),
+    pytest.param("3", 1, "4", OTHER_CODE, "", False, id="rerun-of-a-done-promote"),
+    pytest.param("", 0, "", OTHER_CODE, "", False, id="first-deployment"),
+    pytest.param("3", 0.1, "3", OTHER_CODE, "hotfix INC-42", False, id="overridden"),
+])
+def test_new_code_gets_traffic_only_once_the_after_environment_serves_it(
+        terraform_1_0, module_dir, stable, weight, serving, release_code, override, refuses):
+    result = apply(terraform_1_0, module_dir, {
+        "candidate_version": "4", "stable_version": stable, "canary_weight": weight,
+        "serving_version": serving, "environment": "prod", "promotion_after": "staging",
+        "after_version": "7", "after_pins": f'{{code="{STAGING_CODE}"}}',
+        "release_pins": f'{{code="{release_code}"}}', "promotion_gate_override": override})
+    assert result.returncode == 0, result.stderr
+    gate = outputs(terraform_1_0, module_dir)
+    assert gate["promotion_gate_refuses"] is refuses
+    if release_code == OTHER_CODE:
+        assert gate["promotion_refusal"] == (
+            f"Promotion gate: staging serves code {STAGING_CODE[:12]} (v7) but prod would release "
+            f"code {OTHER_CODE[:12]}. Release it in staging first and let it soak; to go on "
+            'anyway, apply with promotion_gate_override = "<reason>" (invoke: --skip-gate '
+            "REASON).")
+
+
+def test_an_after_environment_that_serves_nothing_refuses_new_code(terraform_1_0, module_dir):
+    result = apply(terraform_1_0, module_dir, {
+        "candidate_version": "4", "stable_version": "3", "canary_weight": 0.1,
+        "environment": "prod", "promotion_after": "staging", "after_pins": '{code=""}',
+        "release_pins": f'{{code="{OTHER_CODE}"}}'})
+    assert result.returncode == 0, result.stderr
+    gate = outputs(terraform_1_0, module_dir)
+    assert gate["promotion_gate_refuses"] is True
+    assert gate["promotion_refusal"].startswith(
+        f"Promotion gate: staging serves nothing but prod would release code {OTHER_CODE[:12]}.")

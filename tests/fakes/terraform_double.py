@@ -296,7 +296,9 @@ def _init(cwd: Path, config: dict[str, Any]) -> int:
 
 def _desired(variables: dict[str, str], config: dict[str, Any]) -> dict[str, Any] | str:
     """The state the variables ask for, or a Terraform-like validation error text."""
-    unknown = sorted(set(variables) - {"canary_weight", "stable_version", "fault_rate"})
+    # The phase variables, the drill's fault_rate, a gated stack's promotion gate override.
+    unknown = sorted(set(variables) - {"canary_weight", "stable_version", "fault_rate",
+                                       "promotion_gate_override"})
     if unknown:
         return ("╷\n│ Error: Value for undeclared variable\n│ \n"
                 f"│ A variable named \"{unknown[0]}\" "

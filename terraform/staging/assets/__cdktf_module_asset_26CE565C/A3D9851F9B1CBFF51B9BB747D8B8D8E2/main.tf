@@ -63,4 +63,29 @@ locals {
     " To serve it again on purpose: invoke release-quarantine --env ${var.environment} --version ",
     join(",", local.serving_quarantined_versions), ".",
   ])
+
+  # Promotion gate: new code gets traffic only once the promotion_after environment serves the
+  # same pins (today the code package hash). Soak time and alarms are checked by invoke only
+  # (release/gate.py): a plan cannot read them. Not for a weight of 0 (a deploy, a rollback),
+  # nor for a candidate that already serves everything (it has had its traffic).
+  gives_new_code_traffic = (
+    var.canary_weight > 0 && local.stable_version != "" &&
+    var.candidate_version != local.stable_version && var.candidate_version != var.serving_version
+  )
+  unmatched_pins = [for pin, value in var.release_pins : pin if lookup(var.after_pins, pin, "") != value]
+  promotion_gate_refuses = (
+    var.promotion_after != "" && var.promotion_gate_override == "" &&
+    length(local.unmatched_pins) > 0 && local.gives_new_code_traffic
+  )
+  promotion_refusal = length(local.unmatched_pins) == 0 ? "" : join("", [
+    "Promotion gate: ",
+    var.after_version == "" ? "${var.promotion_after} serves nothing" : format(
+      "%s serves %s (v%s)", var.promotion_after,
+      join(", ", [for pin in local.unmatched_pins : "${pin} ${substr(lookup(var.after_pins, pin, ""), 0, 12)}"]),
+    var.after_version),
+    " but ${var.environment} would release ",
+    join(", ", [for pin in local.unmatched_pins : "${pin} ${substr(var.release_pins[pin], 0, 12)}"]),
+    ". Release it in ${var.promotion_after} first and let it soak; to go on anyway, apply with",
+    " promotion_gate_override = \"<reason>\" (invoke: --skip-gate REASON).",
+  ])
 }

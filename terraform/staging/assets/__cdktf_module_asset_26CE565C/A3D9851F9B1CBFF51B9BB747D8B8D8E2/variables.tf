@@ -47,3 +47,33 @@ variable "environment" {
   type        = string
   default     = "<environment>"
 }
+
+variable "promotion_after" {
+  description = "The environment whose production alias must already serve this release's code (environments.toml promotion.after); \"\" when this environment has no promotion gate."
+  type        = string
+  default     = ""
+}
+
+variable "release_pins" {
+  description = "What this plan releases, by pin name: {code = the function package's source_code_hash}. Each pin must equal the same pin in after_pins before the candidate gets traffic."
+  type        = map(string)
+  default     = {}
+}
+
+variable "after_pins" {
+  description = "What the promotion_after environment's production alias serves, read at plan time, by pin name ({code = its version's code_sha256}); empty when it serves nothing."
+  type        = map(string)
+  default     = {}
+}
+
+variable "after_version" {
+  description = "The version the promotion_after environment's production alias points at (\"\" when it serves nothing), for the refusal message."
+  type        = string
+  default     = ""
+}
+
+variable "promotion_gate_override" {
+  description = "Why the promotion gate is skipped on purpose (invoke --skip-gate REASON); \"\" checks it."
+  type        = string
+  default     = ""
+}

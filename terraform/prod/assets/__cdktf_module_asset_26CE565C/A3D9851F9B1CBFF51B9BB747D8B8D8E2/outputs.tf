@@ -37,3 +37,13 @@ output "quarantine_refusal" {
   description = "Why the plan is refused, naming each quarantined version, its rollback reason and time and how to proceed; \"\" when no quarantined version gets traffic."
   value       = local.quarantine_refusal
 }
+
+output "promotion_gate_refuses" {
+  description = "True when this plan gives new code traffic while the promotion_after environment does not serve the same pins (and no override is set); the stack refuses such a plan."
+  value       = local.promotion_gate_refuses
+}
+
+output "promotion_refusal" {
+  description = "Why the promotion gate refuses: what the promotion_after environment serves and what this plan would release; \"\" when the pins match."
+  value       = local.promotion_refusal
+}

@@ -1,0 +1,167 @@
+"""The promotion gate: before an environment's candidate gets traffic, it must be what the
+`after` environment (environments.toml `promotion`) served at 100 % for `soak_minutes`, with none
+of its release alarms in ALARM meanwhile; `approval = "required"` adds a named human.
+
+The evidence comes from AWS, never from a local file, so whoever applies sees the same facts:
+- the `after` environment's `production` alias (one version at 100 %, no weights) and that
+  version's CodeSha256 and publication time (GetFunctionConfiguration);
+- since when that version serves alone: the later of its publication and the end of the newest
+  minute in the soak window in which the alias executed another version (Invocations per
+  ExecutedVersion). Without traffic CloudWatch has no datapoints, and publication time stands;
+- its release alarms (`<function>-*`): none may be in ALARM, and the soak counts from the newest
+  state change of any of them (DescribeAlarms' StateTransitionedTimestamp; CloudWatch's alarm
+  history would tell an ALARM->OK change from a harmless INSUFFICIENT_DATA->OK one, but the
+  timestamp is read the same way everywhere, and erring means waiting longer, never less).
+
+What is compared is a set of named pins (`release_pins`): today the code package hash, later
+also the configuration pin of the per-version configuration work, compared the same way. The
+Terraform half of the gate (modules/promotion_gate.py) compares the code pin at plan time.
+`decide` is a pure function of the evidence and the time, so tests give both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from release import aws
+from release.aws import AlarmState, Routing, VersionCode
+from release.config import ALIAS_NAME, EnvironmentConfig, PromotionSettings
+from release.errors import ReleaseError
+
+
+class GateFlagError(ReleaseError):
+    """--approved-by or --skip-gate that cannot be used, or a required approval missing."""
+
+
+def release_pins(code: VersionCode) -> dict[str, str]:
+    """What must match between the `after` environment and this one, by name."""
+    return {"code": code.code_sha256}
+
+
+@dataclass(frozen=True)
+class UpstreamEvidence:
+    """What AWS shows about the `after` environment now."""
+
+    environment: str
+    routing: Routing
+    pins: Mapping[str, str]
+    # When its primary version began serving the alias's traffic alone (as far as AWS shows).
+    serving_since: datetime
+    alarms: tuple[AlarmState, ...]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    # One line: why it refused, or what it found.
+    detail: str
+    upstream_environment: str
+    upstream_version: str
+    soaked_minutes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "detail": self.detail,
+                "after": self.upstream_environment, "after_version": self.upstream_version,
+                "soaked_minutes": self.soaked_minutes}
+
+
+def _short(pin: str) -> str:
+    return pin[:12]
+
+
+def decide(evidence: UpstreamEvidence, candidate_version: str, candidate_pins: Mapping[str, str],
+           settings: PromotionSettings, now: datetime) -> GateDecision:
+    """Whether the candidate may get traffic, from the evidence and the time."""
+    name, routing = evidence.environment, evidence.routing
+    version = routing.primary_version
+
+    def refused(detail: str, soaked: int = 0) -> GateDecision:
+        return GateDecision(False, detail, name, version, soaked)
+
+    if routing.additional_version_weights:
+        return refused(f"{name} serves {routing.describe()}, not one version at 100 %: promote "
+                       f"or roll back {name} first")
+    for pin, value in candidate_pins.items():
+        upstream_value = evidence.pins.get(pin, "")
+        if upstream_value != value:
+            return refused(f"{name} serves {pin} {_short(upstream_value) or '(none)'} (v{version}) "
+                           f"but this release is {pin} {_short(value)} (v{candidate_version}): "
+                           f"release it in {name} first")
+    firing = sorted(alarm.name for alarm in evidence.alarms if alarm.state == "ALARM")
+    if firing:
+        return refused(f"{name}'s alarm {', '.join(firing)} is in ALARM")
+    since, reason = evidence.serving_since, f"{name} serves v{version}"
+    for alarm in evidence.alarms:
+        if alarm.changed > since:
+            since, reason = alarm.changed, f"{name}'s alarm {alarm.name} changed state"
+    soaked = max(int((now - since) / timedelta(minutes=1)), 0)
+    if soaked < settings.soak_minutes:
+        return refused(f"{reason} since {soaked} min; {settings.soak_minutes} needed", soaked)
+    pins = ", ".join(f"{pin} {_short(value)}" for pin, value in evidence.pins.items())
+    return GateDecision(True, f"{name} served v{version} ({pins}) at 100 % for {soaked} min "
+                              "without an alarm", name, version, soaked)
+
+
+def read_evidence(lambda_client: Any, cloudwatch_client: Any, upstream: EnvironmentConfig,
+                  soak_minutes: int, now: datetime) -> UpstreamEvidence:
+    """The `after` environment's alias, its version's pins, how long it served alone, alarms."""
+    routing = aws.read_alias(lambda_client, upstream.function_name, ALIAS_NAME).routing
+    code = aws.version_code(lambda_client, upstream.function_name, routing.primary_version)
+    serving_since = code.published
+    # Whole minutes, as CloudWatch rounds a StartTime itself: the datapoints start on them.
+    window_start = max(code.published, now - timedelta(minutes=soak_minutes)).replace(
+        second=0, microsecond=0)
+    if window_start < now:
+        other = aws.last_minute_of_other_versions(
+            cloudwatch_client, upstream.function_name, ALIAS_NAME, routing.primary_version,
+            window_start, now)
+        if other is not None:
+            serving_since = max(serving_since,
+                                other + timedelta(seconds=aws.METRIC_PERIOD_SECONDS))
+    return UpstreamEvidence(upstream.name, routing, release_pins(code), serving_since,
+                            tuple(aws.alarms_named_after(cloudwatch_client,
+                                                         upstream.function_name)))
+
+
+def gate_flags(environment: EnvironmentConfig, approved_by: str, skip_gate: str, *,
+               commit: bool, ask: Callable[[str], str] | None) -> tuple[str, str]:
+    """(approver, skip reason) of a phase that gives the candidate traffic, from --approved-by
+    and --skip-gate; `ask` prompts for the approver on a terminal (None without one)."""
+    settings, name = environment.promotion, environment.name
+    if settings is None:
+        if approved_by or skip_gate:
+            raise GateFlagError(f"{name} has no promotion gate (no promotion table in "
+                                "environments.toml): drop --approved-by and --skip-gate")
+        return "", ""
+    if commit and (approved_by or skip_gate):
+        raise GateFlagError("--commit leaves the apply to the Terraform Cloud workspace, whose "
+                            "manual apply is the approval: drop --approved-by and --skip-gate "
+                            "(docs/terraform-cloud.md)")
+    if skip_gate and not skip_gate.strip():
+        raise GateFlagError("--skip-gate needs a reason, e.g. --skip-gate \"hotfix INC-42\"")
+    if approved_by and not approved_by.strip():
+        raise GateFlagError("--approved-by needs the approver's name, e.g. --approved-by "
+                            "\"Ada Lovelace\"")
+    if commit:
+        return "", ""
+    return approver(settings, name, approved_by, ask), skip_gate.strip()
+
+
+def approver(settings: PromotionSettings, environment: str, approved_by: str,
+             ask: Callable[[str], str] | None) -> str:
+    """The named human who approves this release ("" when none is needed nor given).
+
+    `ask` prompts on a terminal (None without one); the name typed is the approval."""
+    name = approved_by.strip()
+    if settings.approval == "none" or name:
+        return name
+    if ask is not None:
+        name = ask(f"{environment} requires a named approval to release (after "
+                   f"{settings.after}). Your name to approve, empty to stop: ").strip()
+    if not name:
+        raise GateFlagError(f"{environment} requires a named approval (promotion.approval = "
+                            "\"required\"): pass --approved-by NAME")
+    return name

@@ -1,0 +1,302 @@
+"""The promotion gate (release/gate.py): the decision as a pure function of the evidence and an
+injected time; the evidence as AWS (moto) shows it; a phase the gate refuses is a `refused`
+history record with nothing applied, one it accepts records what it found and who approved."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fakes.release_world import FUNCTION
+from release.aws import AlarmState, Routing, lambda_timestamp
+from release.config import PromotionSettings, parse_config
+from release.context import ReleaseContext, RunnerOptions
+from release.gate import GateFlagError, UpstreamEvidence, decide, gate_flags, read_evidence
+from release.kinds import Outcome, Phase
+from release.phases import PhaseVariables
+from release.runner import PhaseFailed, refusal, run_phase
+from release.status import gate_lines
+from release.terraform import Terraform, TerraformError
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+STAGING_CODE = "c3RhZ2luZy1zZXJ2ZXMtdGhpcy1jb2RlLWhhc2g9PT0="
+OTHER_CODE = "b3RoZXItY29kZS1ub3QteWV0LWluLXN0YWdpbmc9PT0="
+SOAK = PromotionSettings(after="staging", soak_minutes=30)
+UPSTREAM = "deploy-patterns-demo-staging"
+
+
+def evidence(*, routing: Routing | None = None, code: str = STAGING_CODE,
+             serving_for: timedelta = timedelta(minutes=45),
+             alarms: tuple[AlarmState, ...] = ()) -> UpstreamEvidence:
+    return UpstreamEvidence("staging", routing or Routing("7"), {"code": code},
+                            NOW - serving_for, alarms)
+
+
+def ok_alarm(name: str, changed_ago: timedelta = timedelta(days=2)) -> AlarmState:
+    return AlarmState(name, "OK", NOW - changed_ago)
+
+
+# ------------------------------------------------------------------ the decision
+
+
+def test_what_staging_served_long_enough_without_an_alarm_passes():
+    decision = decide(evidence(alarms=(ok_alarm("staging-error-rate"),)), "12",
+                      {"code": STAGING_CODE}, SOAK, NOW)
+    assert decision.passed
+    assert decision.detail == (f"staging served v7 (code {STAGING_CODE[:12]}) at 100 % for 45 "
+                               "min without an alarm")
+    assert (decision.upstream_version, decision.soaked_minutes) == ("7", 45)
+
+
+def test_other_code_than_staging_serves_is_refused_naming_both():
+    decision = decide(evidence(), "12", {"code": OTHER_CODE}, SOAK, NOW)
+    assert not decision.passed
+    assert decision.detail == (f"staging serves code {STAGING_CODE[:12]} (v7) but this release "
+                               f"is code {OTHER_CODE[:12]} (v12): release it in staging first")
+
+
+def test_every_pin_must_match_so_a_config_pin_can_join_the_code():
+    decision = decide(replace(evidence(), pins={"code": STAGING_CODE, "config": "a1"}), "12",
+                      {"code": STAGING_CODE, "config": "b2"}, SOAK, NOW)
+    assert not decision.passed
+    assert decision.detail.startswith("staging serves config a1 (v7) but this release is config b2")
+
+
+def test_a_soak_too_short_says_how_long_and_how_long_is_needed():
+    decision = decide(evidence(serving_for=timedelta(minutes=12, seconds=50)), "12",
+                      {"code": STAGING_CODE}, SOAK, NOW)
+    assert not decision.passed
+    assert decision.detail == "staging serves v7 since 12 min; 30 needed"
+    assert decision.soaked_minutes == 12
+
+
+def test_the_soak_is_exactly_the_configured_minutes():
+    at_limit = decide(evidence(serving_for=timedelta(minutes=30)), "12", {"code": STAGING_CODE},
+                      SOAK, NOW)
+    assert at_limit.passed
+
+
+def test_a_staging_canary_is_not_one_version_at_100_percent():
+    decision = decide(evidence(routing=Routing("7", {"8": 0.1})), "12", {"code": STAGING_CODE},
+                      SOAK, NOW)
+    assert not decision.passed
+    assert decision.detail == ("staging serves v7 90 % + v8 10 %, not one version at 100 %: "
+                               "promote or roll back staging first")
+
+
+def test_a_staging_alarm_in_alarm_refuses():
+    firing = AlarmState("staging-error-rate", "ALARM", NOW - timedelta(hours=3))
+    decision = decide(evidence(alarms=(ok_alarm("staging-p99"), firing)), "12",
+                      {"code": STAGING_CODE}, SOAK, NOW)
+    assert not decision.passed
+    assert decision.detail == "staging's alarm staging-error-rate is in ALARM"
+
+
+def test_an_alarm_that_changed_state_during_the_soak_restarts_it():
+    recovered = ok_alarm("staging-error-rate", changed_ago=timedelta(minutes=5))
+    decision = decide(evidence(alarms=(recovered,)), "12", {"code": STAGING_CODE}, SOAK, NOW)
+    assert not decision.passed
+    assert decision.detail == ("staging's alarm staging-error-rate changed state since 5 min; "
+                               "30 needed")
+
+
+@pytest.mark.parametrize("text", ["2026-12-01T12:00:00.000+0000", "2026-12-01T12:00:00.000000000Z",
+                                  "2026-12-01T12:00:00+00:00"])
+def test_lambda_timestamps_of_any_precision(text):
+    assert lambda_timestamp(text) == NOW
+
+
+def test_no_soak_needs_only_the_same_code():
+    decision = decide(evidence(serving_for=timedelta(0)), "12", {"code": STAGING_CODE},
+                      replace(SOAK, soak_minutes=0), NOW)
+    assert decision.passed
+
+
+# ------------------------------------------------------------------ the flags
+
+
+def environments(promotion: str = 'promotion = { after = "staging", soak_minutes = 30 }'):
+    text = f"""
+[defaults]
+region = "eu-west-1"
+[environments.staging]
+function_name = "{UPSTREAM}"
+[environments.prod]
+function_name = "{FUNCTION}"
+{promotion}
+"""
+    return parse_config(text, Path("environments.toml"))
+
+
+def test_the_approver_is_asked_for_on_a_terminal():
+    prod = environments().environment("prod")
+    assert gate_flags(prod, "", "", commit=False, ask=lambda prompt: " Ada ") == ("Ada", "")
+
+
+def test_without_a_terminal_a_required_approval_needs_the_flag():
+    prod = environments().environment("prod")
+    with pytest.raises(GateFlagError, match="prod requires a named approval"):
+        gate_flags(prod, "", "", commit=False, ask=None)
+
+
+def test_approval_none_needs_no_name():
+    prod = environments('promotion = { after = "staging", approval = "none" }').environment("prod")
+    assert gate_flags(prod, "", "hotfix", commit=False, ask=None) == ("", "hotfix")
+
+
+# ------------------------------------------------------------------ the evidence in AWS
+
+
+def code_zip(text: str) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("handler.py", text)
+    return archive.getvalue()
+
+
+def test_evidence_reads_the_alias_code_metrics_and_alarms(fake_aws):
+    fake_aws.deploy(UPSTREAM, versions=2, alarm_names=[f"{UPSTREAM}-error-rate"])
+    config = fake_aws.lambda_client.get_function_configuration(FunctionName=UPSTREAM,
+                                                               Qualifier="2")
+    published = lambda_timestamp(config["LastModified"])
+    now = published + timedelta(minutes=40)
+    # v1 still answered a request through the alias 20 minutes after v2 was published.
+    last_v1 = (published + timedelta(minutes=20)).replace(second=0, microsecond=0)
+    fake_aws.put_version_metrics(UPSTREAM, "1", last_v1, invocations=3, errors=0)
+    fake_aws.put_version_metrics(UPSTREAM, "2", last_v1, invocations=9, errors=0)
+    # Lambda also publishes the alias's Invocations without ExecutedVersion: all versions.
+    fake_aws.cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=[{
+        "MetricName": "Invocations", "Timestamp": last_v1, "Value": 12, "Unit": "Count",
+        "Dimensions": [{"Name": "FunctionName", "Value": UPSTREAM},
+                       {"Name": "Resource", "Value": f"{UPSTREAM}:production"}]}])
+    staging = environments().environment("staging")
+    found = read_evidence(fake_aws.lambda_client, fake_aws.cloudwatch, staging, 30, now)
+    assert found.routing == Routing("2")
+    assert found.pins == {"code": config["CodeSha256"]}
+    assert found.serving_since == last_v1 + timedelta(minutes=1)
+    assert [(alarm.name, alarm.state) for alarm in found.alarms] == [
+        (f"{UPSTREAM}-error-rate", "INSUFFICIENT_DATA")]
+
+
+# ------------------------------------------------------------------ a phase through the gate
+
+
+@pytest.fixture
+def gated(world):
+    """The world's dev function released as `prod` after `staging` (moto), v3 of dev being the
+    code staging serves as its v1, published an hour ago by the clock the gate is given."""
+    code = code_zip("def lambda_handler(event, context):\n    return {'statusCode': 200}\n")
+    aws = world.aws
+    aws.create_function(UPSTREAM)
+    aws.lambda_client.update_function_code(FunctionName=UPSTREAM, ZipFile=code)
+    aws.lambda_client.publish_version(FunctionName=UPSTREAM)
+    aws.set_routing(UPSTREAM, "1")
+    aws.lambda_client.update_function_code(FunctionName=FUNCTION, ZipFile=code)
+    version = aws.lambda_client.publish_version(FunctionName=FUNCTION)["Version"]
+    world.double.configure(candidate_version=version)
+    config = environments()
+    prod = replace(config.environment("prod"), name="dev")  # the world's stack directory
+
+    def context(now: datetime, **options) -> ReleaseContext:
+        return ReleaseContext(
+            prod, Terraform(prod.stack_dir), history=world.history,
+            options=RunnerOptions(smoke_requests=200, routing_interval=0.01, routing_timeout=5,
+                                  **options),
+            now=lambda: now, upstream=config.environment("staging"))
+    return context
+
+
+def published(world, function_name: str, version: str) -> datetime:
+    config = world.aws.lambda_client.get_function_configuration(FunctionName=function_name,
+                                                                Qualifier=version)
+    return lambda_timestamp(config["LastModified"])
+
+
+def test_a_canary_before_the_soak_is_refused_and_recorded_with_nothing_applied(world, gated):
+    run_phase(world.context(), Phase.DEPLOY)
+    applies, routing = world.applies(), world.live()
+    soon = published(world, UPSTREAM, "1") + timedelta(minutes=10)
+    with pytest.raises(PhaseFailed) as failure:
+        run_phase(gated(soon, approved_by="Ada"), Phase.CANARY, 0.1)
+    report = failure.value.report
+    assert report.outcome == Outcome.REFUSED
+    assert report.detail == "promotion gate: staging serves v1 since 10 min; 30 needed"
+    assert (world.applies(), world.live()) == (applies, routing)
+    last = world.history.last("dev")
+    assert (last["phase"], last["outcome"]) == ("canary", "refused")
+    assert last["gate"]["approved_by"] == "Ada" and last["gate"]["passed"] is False
+
+
+def test_a_canary_after_the_soak_goes_ahead_and_records_the_approver(world, gated):
+    run_phase(world.context(), Phase.DEPLOY)
+    later = published(world, UPSTREAM, "1") + timedelta(minutes=31)
+    report = run_phase(gated(later, approved_by="Ada"), Phase.CANARY, 0.1)
+    assert report.outcome == Outcome.SUCCEEDED
+    gate = world.history.last("dev")["gate"]
+    assert (gate["passed"], gate["after"], gate["after_version"], gate["approved_by"]) == (
+        True, "staging", "1", "Ada")
+
+
+def test_a_skipped_gate_is_recorded_with_its_reason(world, gated):
+    run_phase(world.context(), Phase.DEPLOY)
+    soon = published(world, UPSTREAM, "1")
+    report = run_phase(gated(soon, approved_by="Ada", skip_gate="hotfix INC-42"), Phase.CANARY,
+                       0.1)
+    assert report.outcome == Outcome.SUCCEEDED
+    gate = world.history.last("dev")["gate"]
+    assert (gate["skipped"], gate["approved_by"]) == ("hotfix INC-42", "Ada")
+    # The plan-time gate is overridden with the same reason.
+    applied = [call["argv"] for call in world.double.calls() if call["argv"][0] == "apply"]
+    assert "promotion_gate_override=hotfix INC-42" in applied[-1]
+
+
+def test_an_after_environment_that_is_not_deployed_refuses(world, gated):
+    run_phase(world.context(), Phase.DEPLOY)
+    world.aws.lambda_client.delete_function(FunctionName=UPSTREAM)
+    with pytest.raises(PhaseFailed) as failure:
+        run_phase(gated(NOW, approved_by="Ada"), Phase.CANARY, 0.1)
+    report = failure.value.report
+    assert report.outcome == Outcome.REFUSED
+    assert report.detail.startswith(f"promotion gate: no evidence from staging: Lambda alias "
+                                    f"{UPSTREAM}:production not found in eu-west-1")
+    assert world.history.last("dev")["outcome"] == "refused"
+
+
+def test_without_an_approver_the_phase_is_refused(world, gated):
+    run_phase(world.context(), Phase.DEPLOY)
+    later = published(world, UPSTREAM, "1") + timedelta(minutes=31)
+    with pytest.raises(PhaseFailed) as failure:
+        run_phase(gated(later), Phase.PROMOTE)
+    assert failure.value.report.outcome == Outcome.REFUSED
+    assert failure.value.report.detail == "dev requires a named approval: pass --approved-by NAME"
+
+
+def test_status_shows_a_skipped_gate_loudly_and_an_approval():
+    skipped = {"after": "staging", "skipped": "hotfix INC-42", "approved_by": "Ada"}
+    assert gate_lines(skipped) == [
+        "  PROMOTION GATE SKIPPED (staging not checked): hotfix INC-42, approved by Ada"]
+    checked = {"after": "staging", "passed": True, "approved_by": "Ada",
+               "detail": "staging served v7 (code abc) at 100 % for 45 min without an alarm"}
+    assert gate_lines(checked) == [
+        "  promotion gate: staging served v7 (code abc) at 100 % for 45 min without an alarm, "
+        "approved by Ada"]
+    assert gate_lines(None) == []
+
+
+def test_the_runner_reports_the_plan_time_gate_as_a_refusal():
+    # Terraform frames and wraps the precondition's message; the runner's detail is all of it.
+    message = (f"Promotion gate: staging serves code {STAGING_CODE[:12]} (v7) but prod would "
+               f"release code {OTHER_CODE[:12]}. Release it in staging first and let it soak; to "
+               'go on anyway, apply with promotion_gate_override = "<reason>" (invoke: '
+               "--skip-gate REASON).")
+    words = message.split()
+    wrapped = ["│ " + " ".join(words[start:start + 7]) for start in range(0, len(words), 7)]
+    error = TerraformError("terraform apply failed", step="apply", exit_code=1,
+                           stderr_tail=["╷", "│ Error: Resource precondition failed", "│",
+                                        *wrapped, "╵"])
+    assert refusal(error, PhaseVariables(0.1, "7")) == message
