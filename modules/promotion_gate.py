@@ -8,8 +8,9 @@ Python) compares it with the code it would release.
   a deploy at weight 0 nor a rollback);
 - `aws_lambda_alias` gives the version its alias points at (its primary; weights are not
   readable from Terraform, invoke checks them), `aws_lambda_function` with that qualifier the
-  version's `code_sha256`: base64 SHA-256 of the zip, the same value as this stack's
-  `source_code_hash`.
+  version's pins: `code_sha256` (base64 SHA-256 of the zip, the same value as this stack's
+  `source_code_hash`) and its SHARED_SETTINGS_SHA256 environment variable (the fingerprint of
+  [defaults.settings] it was published with; "" for a version from before it existed).
 
 They read with this stack's AWS provider: the same account and region. For an `after`
 environment elsewhere, `promotion.plan_check = false` leaves this construct out (invoke checks).
@@ -23,7 +24,7 @@ from cdktf_cdktf_provider_aws.data_aws_lambda_function import DataAwsLambdaFunct
 from cdktf_cdktf_provider_aws.data_aws_lambda_functions import DataAwsLambdaFunctions
 from constructs import Construct
 
-from release.config import PROMOTION_OVERRIDE_VARIABLE
+from release.config import PROMOTION_OVERRIDE_VARIABLE, SHARED_SETTINGS_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -64,5 +65,11 @@ class PromotionGate(Construct):
                                         function_name=config.after_function_name,
                                         qualifier=self.after_version)
         version.add_override("count", Fn.conditional(deployed, 1, 0))
-        self.after_code_sha256: str = Token.as_string(
-            f'${{join("", {version.fqn}[*].code_sha256)}}')
+        # What after's version releases, by the pin names of release/gate.py `release_pins`;
+        # "" each when it serves nothing.
+        self.after_pins: dict[str, str] = {
+            "code": Token.as_string(f'${{join("", {version.fqn}[*].code_sha256)}}'),
+            "shared_settings": Token.as_string(
+                f'${{join("", [for v in {version.fqn} : lookup(try(v.environment[0].variables, '
+                f'{{}}), "{SHARED_SETTINGS_VARIABLE}", "")])}}'),
+        }

@@ -18,13 +18,19 @@ from modules.promotion_gate import PromotionGate, PromotionGateConfig
 from modules.quarantine import QuarantineConfig, ReleaseQuarantine
 from modules.settings import ReleaseSettings, SettingsConfig
 from modules.traffic_policy import TrafficPolicy, TrafficPolicyConfig
-from release.config import ALIAS_NAME, EnvironmentConfig, settings_json
+from release.config import (
+    ALIAS_NAME,
+    SHARED_SETTINGS_VARIABLE,
+    EnvironmentConfig,
+    settings_json,
+    settings_sha256,
+)
 
 
 def promotion_gate(stack: TerraformStack, config: EnvironmentConfig,
-                   after: EnvironmentConfig | None, release_code_sha256: str) -> dict[str, Any]:
+                   after: EnvironmentConfig | None, release_pins: dict[str, str]) -> dict[str, Any]:
     """The traffic policy's promotion gate inputs (none without a plan-time gate): the pins of
-    what the plan releases and of what `after` serves, by the same names."""
+    what the plan releases (`release_pins`) and of what `after` serves, by the same names."""
     if config.promotion is None or not config.promotion.plan_check:
         return {}
     if after is None or after.name != config.promotion.after:
@@ -34,8 +40,8 @@ def promotion_gate(stack: TerraformStack, config: EnvironmentConfig,
         after_environment=after.name, after_function_name=after.function_name,
         alias_name=ALIAS_NAME))
     return {"promotion_after": after.name, "after_version": gate.after_version,
-            "release_pins": {"code": release_code_sha256},
-            "after_pins": {"code": gate.after_code_sha256},
+            "release_pins": release_pins,
+            "after_pins": gate.after_pins,
             "promotion_gate_override": gate.override.string_value}
 
 
@@ -61,12 +67,16 @@ class SafeReleaseStack(TerraformStack):
             description=f"Released with canary and blue-green phases ({config.name}).",
             variables={"DEPLOY_ENVIRONMENT": config.name,
                        "FAULT_RATE": phase.fault_rate.string_value,
+                       # What the promotion gate compares besides the code (release/gate.py).
+                       SHARED_SETTINGS_VARIABLE: settings_sha256(config.shared_settings),
                        **settings.variables},
             extra_statements=settings.statements(),
         ))
         quarantine = ReleaseQuarantine(self, "quarantine", QuarantineConfig(
             function_name=config.function_name, alias_name=ALIAS_NAME))
-        gate = promotion_gate(self, config, after, function.function.source_code_hash)
+        gate = promotion_gate(self, config, after, {
+            "code": function.function.source_code_hash,
+            "shared_settings": settings_sha256(config.shared_settings)})
         policy = TrafficPolicy(self, "traffic_policy", TrafficPolicyConfig(
             candidate_version=function.function.version,
             stable_version=phase.stable_version.string_value,

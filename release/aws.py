@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from release.config import SHARED_SETTINGS_VARIABLE
 from release.errors import ReleaseError
 from release.weights import check_weight
 
@@ -508,11 +509,13 @@ def lift_quarantine(ssm_client: Any, parameter: str, version: str) -> Quarantine
 @dataclass(frozen=True)
 class VersionCode:
     """A published version's code package (CodeSha256: base64 SHA-256 of the zip, the value
-    Terraform's `source_code_hash` holds) and when it was published."""
+    Terraform's `source_code_hash` holds), the fingerprint of the shared settings it was
+    published with ("" before versions carried it) and when it was published."""
 
     version: str
     code_sha256: str
     published: datetime
+    shared_settings_sha256: str = ""
 
 
 def version_code(lambda_client: Any, function_name: str, version: str) -> VersionCode:
@@ -522,8 +525,10 @@ def version_code(lambda_client: Any, function_name: str, version: str) -> Versio
                      f"{lambda_client.meta.region_name}"):
         response = lambda_client.get_function_configuration(FunctionName=function_name,
                                                             Qualifier=version)
+    variables = response.get("Environment", {}).get("Variables", {})
     return VersionCode(str(version), response["CodeSha256"],
-                       lambda_timestamp(response["LastModified"]))
+                       lambda_timestamp(response["LastModified"]),
+                       variables.get(SHARED_SETTINGS_VARIABLE, ""))
 
 
 def lambda_timestamp(text: str) -> datetime:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -81,6 +82,16 @@ def settings_json(settings: Mapping[str, SettingValue]) -> str:
     """The settings as the parameter stores them: compact JSON with sorted keys, so the same
     settings always give the same value (and no new parameter version)."""
     return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# The function's environment variable fingerprinting the shared settings ([defaults.settings]):
+# what the promotion gate compares between environments, beside the code (release/gate.py).
+SHARED_SETTINGS_VARIABLE = "SHARED_SETTINGS_SHA256"
+
+
+def settings_sha256(settings: Mapping[str, SettingValue]) -> str:
+    """Hex SHA-256 of the settings' JSON (`settings_json`): equal settings, equal fingerprint."""
+    return hashlib.sha256(settings_json(settings).encode()).hexdigest()
 
 
 def synth_output_dir() -> Path:
@@ -315,6 +326,12 @@ class EnvironmentConfig:
     # Existing Secrets Manager secrets (names or ARNs) the function may read, each pinned to the
     # version current when its function version was published; values never enter Terraform.
     secrets: tuple[str, ...] = ()
+    # The [defaults.settings] table as written, which every environment shares (`settings` is it
+    # with the environment's own keys merged over). A change to it travels through the
+    # environments, so the promotion gate compares its fingerprint; an environment's own keys are
+    # its own and not compared. Set by the loader, not a key of environments.toml.
+    shared_settings: Mapping[str, SettingValue] = field(default_factory=dict,
+                                                        metadata={"derived": True})
     # None: no gate; releases here need no evidence from another environment.
     promotion: PromotionSettings | None = None
 
@@ -448,13 +465,17 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where} = {value!r}: must be {_describe(hint)}")
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+def _build(cls: type, data: Mapping[str, Any], where: str,
+           derived: Mapping[str, Any] | None = None) -> Any:
+    """`data` from the file; `derived`: the fields the loader sets itself (metadata "derived"),
+    which the file may not set."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("derived")]
     for key in data:
         if key not in names:
             raise ConfigError(f"{where}.{key}: unknown key; allowed keys are {', '.join(names)}")
-    values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+    values = {key: _coerce(hints[key], value, f"{where}.{key}")
+              for key, value in {**data, **(derived or {})}.items()}
     try:
         return cls(**values)
     except (ConfigError, WeightError) as error:
@@ -487,13 +508,15 @@ def parse_config(text: str, path: Path) -> ProjectConfig:
                           "must be tables, one [environments.<name>] per environment")
     if not environments:
         raise ConfigError(f"{label}: no environments; add at least one [environments.<name>] table")
+    shared_settings = defaults.get("settings", {})
     built = {}
     for name, table in environments.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{label}: environments.{name} = {table!r}: "
                               f"must be a table, [environments.{name}]")
         try:
-            built[name] = _build(EnvironmentConfig, {**_merge(defaults, table), "name": name}, name)
+            built[name] = _build(EnvironmentConfig, {**_merge(defaults, table), "name": name}, name,
+                                 derived={"shared_settings": shared_settings})
         except ConfigError as error:
             raise ConfigError(f"{label}: {error}") from None
     for environment in built.values():

@@ -13,9 +13,11 @@ The evidence comes from AWS, never from a local file, so whoever applies sees th
   history would tell an ALARM->OK change from a harmless INSUFFICIENT_DATA->OK one, but the
   timestamp is read the same way everywhere, and erring means waiting longer, never less).
 
-What is compared is a set of named pins (`release_pins`): today the code package hash, later
-also the configuration pin of the per-version configuration work, compared the same way. The
-Terraform half of the gate (modules/promotion_gate.py) compares the code pin at plan time.
+What is compared is a set of named pins (`release_pins`): the code package hash, and the
+fingerprint of the shared settings ([defaults.settings], which every environment gets; a change
+to it is released like code and travels through the environments). An environment's own
+settings and secrets are its own by design and not compared. The Terraform half of the gate
+(modules/promotion_gate.py) compares the same pins at plan time.
 `decide` is a pure function of the evidence and the time, so tests give both.
 """
 
@@ -37,8 +39,9 @@ class GateFlagError(ReleaseError):
 
 
 def release_pins(code: VersionCode) -> dict[str, str]:
-    """What must match between the `after` environment and this one, by name."""
-    return {"code": code.code_sha256}
+    """What must match between the `after` environment and this one, by name (the same names
+    as the stack's plan-time pins, modules/stack.py)."""
+    return {"code": code.code_sha256, "shared_settings": code.shared_settings_sha256}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ explicit command and a record in the release history.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 from release import aws
@@ -35,9 +35,10 @@ def parse_version(value: str) -> str:
 
 
 def lift(environment: str, stack: StackOutputs | None, live: LiveAlias | None, ssm_client: Any,
-         history: ReleaseHistory, version: str) -> tuple[QuarantineEntry, PhaseRecord]:
-    """Take `version` out of the stack's quarantine and record who did it."""
-    started = time.monotonic()
+         history: ReleaseHistory, version: str, clock: Callable[[], float]
+         ) -> tuple[QuarantineEntry, PhaseRecord]:
+    """Take `version` out of the stack's quarantine and record who did it (`clock` times it)."""
+    started = clock()
     if stack is None or not stack.quarantine_parameter:
         raise QuarantineInputError(f"{environment} has no quarantine yet: run `invoke deploy "
                                    f"--env {environment}` (stacks applied before the quarantine "
@@ -50,7 +51,7 @@ def lift(environment: str, stack: StackOutputs | None, live: LiveAlias | None, s
         candidate_version=stack.candidate_version, stable_version=stack.stable_version,
         smoke=None, alarms=None, outcome=Outcome.SUCCEEDED,
         detail=f"lifted the quarantine of {lifted.describe()}; plans may give it traffic again",
-        duration_seconds=round(time.monotonic() - started, 3))
+        duration_seconds=round(clock() - started, 3))
     history.append(record)
     return lifted, record
 
@@ -60,4 +61,4 @@ def run_release_quarantine(context: ReleaseContext, version: str) -> PhaseRecord
     stack = context.read_stack()
     live = context.live_alias(stack) if stack else None
     return lift(context.environment.name, stack, live, context.clients["ssm"], context.history,
-                version)[1]
+                version, context.clock)[1]

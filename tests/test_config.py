@@ -138,6 +138,10 @@ settings = { greeting = "hej", beta = true, ratio = 0.5 }
     # What the parameter stores: the same settings always give the same value.
     assert settings_json(prod_config.settings) == (
         '{"beta":true,"greeting":"hej","max_items":10,"ratio":0.5}')
+    # What the environments share, and the promotion gate compares: [defaults.settings] as
+    # written, whatever an environment sets itself.
+    assert dev.shared_settings == prod_config.shared_settings == {"greeting": "hello",
+                                                                  "max_items": 10}
 
 
 def test_integers_are_accepted_where_numbers_are_expected():
@@ -391,6 +395,10 @@ UNKNOWN_KEYS = {
     "in a nested table of [defaults]": (
         DEFAULTS + "alarms = { p99_ms = 500 }\n[environments.prod]\n",
         "environments.toml: prod.alarms.p99_ms: unknown key; allowed keys are ", "p99_duration_ms"),
+    # Set by the loader from [defaults.settings]; the file cannot set it.
+    "the loader's own field": (prod('shared_settings = { greeting = "hej" }'),
+                               "environments.toml: prod.shared_settings: unknown key; ",
+                               None),
 }
 
 

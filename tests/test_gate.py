@@ -26,6 +26,7 @@ from release.terraform import Terraform, TerraformError
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STAGING_CODE = "c3RhZ2luZy1zZXJ2ZXMtdGhpcy1jb2RlLWhhc2g9PT0="
 OTHER_CODE = "b3RoZXItY29kZS1ub3QteWV0LWluLXN0YWdpbmc9PT0="
+SHARED = "5f0c" * 16  # hex SHA-256 of the shared settings staging's version was published with
 SOAK = PromotionSettings(after="staging", soak_minutes=30)
 UPSTREAM = "deploy-patterns-demo-staging"
 
@@ -33,8 +34,12 @@ UPSTREAM = "deploy-patterns-demo-staging"
 def evidence(*, routing: Routing | None = None, code: str = STAGING_CODE,
              serving_for: timedelta = timedelta(minutes=45),
              alarms: tuple[AlarmState, ...] = ()) -> UpstreamEvidence:
-    return UpstreamEvidence("staging", routing or Routing("7"), {"code": code},
-                            NOW - serving_for, alarms)
+    return UpstreamEvidence("staging", routing or Routing("7"),
+                            {"code": code, "shared_settings": SHARED}, NOW - serving_for, alarms)
+
+
+def pins(code: str = STAGING_CODE, shared_settings: str = SHARED) -> dict[str, str]:
+    return {"code": code, "shared_settings": shared_settings}
 
 
 def ok_alarm(name: str, changed_ago: timedelta = timedelta(days=2)) -> AlarmState:
@@ -45,44 +50,50 @@ def ok_alarm(name: str, changed_ago: timedelta = timedelta(days=2)) -> AlarmStat
 
 
 def test_what_staging_served_long_enough_without_an_alarm_passes():
-    decision = decide(evidence(alarms=(ok_alarm("staging-error-rate"),)), "12",
-                      {"code": STAGING_CODE}, SOAK, NOW)
+    decision = decide(evidence(alarms=(ok_alarm("staging-error-rate"),)), "12", pins(), SOAK,
+                      NOW)
     assert decision.passed
-    assert decision.detail == (f"staging served v7 (code {STAGING_CODE[:12]}) at 100 % for 45 "
-                               "min without an alarm")
+    assert decision.detail == (f"staging served v7 (code {STAGING_CODE[:12]}, shared_settings "
+                               f"{SHARED[:12]}) at 100 % for 45 min without an alarm")
     assert (decision.upstream_version, decision.soaked_minutes) == ("7", 45)
 
 
 def test_other_code_than_staging_serves_is_refused_naming_both():
-    decision = decide(evidence(), "12", {"code": OTHER_CODE}, SOAK, NOW)
+    decision = decide(evidence(), "12", pins(code=OTHER_CODE), SOAK, NOW)
     assert not decision.passed
     assert decision.detail == (f"staging serves code {STAGING_CODE[:12]} (v7) but this release "
                                f"is code {OTHER_CODE[:12]} (v12): release it in staging first")
 
 
-def test_every_pin_must_match_so_a_config_pin_can_join_the_code():
-    decision = decide(replace(evidence(), pins={"code": STAGING_CODE, "config": "a1"}), "12",
-                      {"code": STAGING_CODE, "config": "b2"}, SOAK, NOW)
+def test_the_same_code_with_other_shared_settings_is_refused():
+    # A config-only change ([defaults.settings]) is released in staging first, like code.
+    decision = decide(evidence(), "12", pins(shared_settings="9e2a" * 16), SOAK, NOW)
     assert not decision.passed
-    assert decision.detail.startswith("staging serves config a1 (v7) but this release is config b2")
+    assert decision.detail == (f"staging serves shared_settings {SHARED[:12]} (v7) but this "
+                               "release is shared_settings 9e2a9e2a9e2a (v12): release it in "
+                               "staging first")
+    # A version from before versions carried the fingerprint has none.
+    older = replace(evidence(), pins=pins(shared_settings=""))
+    assert decide(older, "12", pins(), SOAK, NOW).detail.startswith(
+        "staging serves shared_settings (none) (v7)")
 
 
 def test_a_soak_too_short_says_how_long_and_how_long_is_needed():
     decision = decide(evidence(serving_for=timedelta(minutes=12, seconds=50)), "12",
-                      {"code": STAGING_CODE}, SOAK, NOW)
+                      pins(), SOAK, NOW)
     assert not decision.passed
     assert decision.detail == "staging serves v7 since 12 min; 30 needed"
     assert decision.soaked_minutes == 12
 
 
 def test_the_soak_is_exactly_the_configured_minutes():
-    at_limit = decide(evidence(serving_for=timedelta(minutes=30)), "12", {"code": STAGING_CODE},
+    at_limit = decide(evidence(serving_for=timedelta(minutes=30)), "12", pins(),
                       SOAK, NOW)
     assert at_limit.passed
 
 
 def test_a_staging_canary_is_not_one_version_at_100_percent():
-    decision = decide(evidence(routing=Routing("7", {"8": 0.1})), "12", {"code": STAGING_CODE},
+    decision = decide(evidence(routing=Routing("7", {"8": 0.1})), "12", pins(),
                       SOAK, NOW)
     assert not decision.passed
     assert decision.detail == ("staging serves v7 90 % + v8 10 %, not one version at 100 %: "
@@ -92,14 +103,14 @@ def test_a_staging_canary_is_not_one_version_at_100_percent():
 def test_a_staging_alarm_in_alarm_refuses():
     firing = AlarmState("staging-error-rate", "ALARM", NOW - timedelta(hours=3))
     decision = decide(evidence(alarms=(ok_alarm("staging-p99"), firing)), "12",
-                      {"code": STAGING_CODE}, SOAK, NOW)
+                      pins(), SOAK, NOW)
     assert not decision.passed
     assert decision.detail == "staging's alarm staging-error-rate is in ALARM"
 
 
 def test_an_alarm_that_changed_state_during_the_soak_restarts_it():
     recovered = ok_alarm("staging-error-rate", changed_ago=timedelta(minutes=5))
-    decision = decide(evidence(alarms=(recovered,)), "12", {"code": STAGING_CODE}, SOAK, NOW)
+    decision = decide(evidence(alarms=(recovered,)), "12", pins(), SOAK, NOW)
     assert not decision.passed
     assert decision.detail == ("staging's alarm staging-error-rate changed state since 5 min; "
                                "30 needed")
@@ -112,7 +123,7 @@ def test_lambda_timestamps_of_any_precision(text):
 
 
 def test_no_soak_needs_only_the_same_code():
-    decision = decide(evidence(serving_for=timedelta(0)), "12", {"code": STAGING_CODE},
+    decision = decide(evidence(serving_for=timedelta(0)), "12", pins(),
                       replace(SOAK, soak_minutes=0), NOW)
     assert decision.passed
 
@@ -177,10 +188,21 @@ def test_evidence_reads_the_alias_code_metrics_and_alarms(fake_aws):
     staging = environments().environment("staging")
     found = read_evidence(fake_aws.lambda_client, fake_aws.cloudwatch, staging, 30, now)
     assert found.routing == Routing("2")
-    assert found.pins == {"code": config["CodeSha256"]}
+    # A version published without the shared settings fingerprint has none.
+    assert found.pins == {"code": config["CodeSha256"], "shared_settings": ""}
     assert found.serving_since == last_v1 + timedelta(minutes=1)
     assert [(alarm.name, alarm.state) for alarm in found.alarms] == [
         (f"{UPSTREAM}-error-rate", "INSUFFICIENT_DATA")]
+
+
+def test_evidence_reads_the_shared_settings_fingerprint_of_the_served_version(fake_aws):
+    fake_aws.create_function(UPSTREAM)
+    fake_aws.lambda_client.update_function_configuration(
+        FunctionName=UPSTREAM, Environment={"Variables": {"SHARED_SETTINGS_SHA256": SHARED}})
+    fake_aws.set_routing(UPSTREAM, fake_aws.publish_version(UPSTREAM))
+    staging = environments().environment("staging")
+    found = read_evidence(fake_aws.lambda_client, fake_aws.cloudwatch, staging, 30, NOW)
+    assert found.pins["shared_settings"] == SHARED
 
 
 # ------------------------------------------------------------------ a phase through the gate

@@ -81,8 +81,9 @@ def test_lifting_is_recorded_in_the_history(fake_aws: FakeAws, tmp_path):
     aws.quarantine_versions(fake_aws.ssm_client, PARAMETER, ["6"], "alarm x", "t1")
     history = ReleaseHistory(tmp_path / "history.jsonl")
     live = LiveAlias("demo-staging", "production", Routing("5"), "rev", "")
+    ticks = iter([100.0, 100.25])  # the injected clock: the record's duration comes from it
     lifted, record = quarantine.lift("staging", stack_outputs(PARAMETER), live,
-                                     fake_aws.ssm_client, history, "6")
+                                     fake_aws.ssm_client, history, "6", lambda: next(ticks))
     assert lifted == QuarantineEntry("6", "alarm x", "t1")
     [written] = history.read("staging")
     assert written == record.to_dict()
@@ -91,12 +92,14 @@ def test_lifting_is_recorded_in_the_history(fake_aws: FakeAws, tmp_path):
     assert written["detail"] == ("lifted the quarantine of v6 (rolled back by alarm x at t1); "
                                  "plans may give it traffic again")
     assert written["routing_before"] == written["routing_after"] == Routing("5").to_dict()
+    assert written["duration_seconds"] == 0.25
 
 
 def test_a_stack_without_the_quarantine_output_says_what_to_do(fake_aws: FakeAws, tmp_path):
     history = ReleaseHistory(tmp_path / "history.jsonl")
     with pytest.raises(quarantine.QuarantineInputError, match="run `invoke deploy --env staging`"):
-        quarantine.lift("staging", stack_outputs(), None, fake_aws.ssm_client, history, "6")
+        quarantine.lift("staging", stack_outputs(), None, fake_aws.ssm_client, history, "6",
+                        lambda: 0.0)
     assert history.read() == []
 
 

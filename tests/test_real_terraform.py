@@ -18,7 +18,7 @@ from fakes.moto_server import alarm_update_fails_after_the_alias_moves, moto_ali
 from fakes.real_terraform import lay_overrides
 from fakes.real_world import RealWorld, real_world
 from release.aws import Routing, client, read_quarantine
-from release.config import parse_config
+from release.config import parse_config, settings_sha256
 from release.synth import FINGERPRINT_FILE, fingerprint
 
 # Minutes of real Terraform runs: `scripts/test -m "not slow"` leaves them out.
@@ -511,3 +511,49 @@ class TestPromotionGate:
         assert status.returncode == 0, status.stderr
         assert ("PROMOTION GATE SKIPPED (staging not checked): hotfix INC-42, approved by Ada"
                 in status.stdout)
+
+    def test_a_shared_settings_change_waits_for_staging_like_code(self, gate_world):
+        """A config-only change ([defaults.settings]) travels staging -> prod as a canary: prod
+        publishes it, but it gets traffic only once staging serves it and has soaked."""
+        world = gate_world
+        world.phase("rollback", "prod")
+        same_change(world, "change-c.txt", "staging")  # staging serves prod's v3 code too
+        world.phase("deploy", "staging")
+        world.phase("promote", "staging")
+        assert world.live("staging") == Routing("4")
+        shared = {"greeting": "hello, promoted"}
+        for env in ("staging", "prod"):
+            world.new_shared_settings(env, shared)
+        result = world.phase("deploy", "prod")
+        assert (result["outcome"], result["candidate_version"]) == ("succeeded", "4")
+        code = {version: world.lambda_client.get_function_configuration(
+            FunctionName=world.function_name("prod"), Qualifier=version)["CodeSha256"]
+            for version in ("3", "4")}
+        assert code["3"] == code["4"]  # the same code: only the config changed
+        use_soak(world, 30)
+        refused = world.invoke("canary", "--env", "prod", "--weight", "0.1", "--approved-by",
+                               "Ada", "--url", world.endpoints["prod"].url)
+        assert refused.returncode == 1
+        old, new = settings_sha256({"greeting": "hello"}), settings_sha256(shared)
+        assert refused.stdout.strip().endswith(
+            f"promotion gate: staging serves shared_settings {old[:12]} (v4) but this release "
+            f"is shared_settings {new[:12]} (v4): release it in staging first")
+        message = " ".join(prod_plan(world, "0.1", "1").stderr.replace("│", " ").split())
+        assert (f"Promotion gate: staging serves shared_settings {old[:12]} (v4) but prod "
+                f"would release shared_settings {new[:12]}.") in message
+        # staging releases the change (v5), then prod waits for the soak.
+        world.phase("deploy", "staging")
+        world.phase("promote", "staging")
+        assert world.live("staging") == Routing("5")
+        refused = world.invoke("canary", "--env", "prod", "--weight", "0.1", "--approved-by",
+                               "Ada", "--url", world.endpoints["prod"].url)
+        assert refused.returncode == 1
+        assert refused.stdout.strip().endswith("since 0 min; 30 needed")
+        assert world.live("prod") == Routing("1")
+        use_soak(world, 0)
+        result = world.phase("canary", "prod", "--weight=0.1", "--approved-by", "Ada")
+        assert result["outcome"] == "succeeded", result["detail"]
+        assert world.live("prod") == Routing("1", {"4": 0.1})
+        # Each version answers with the settings it was published with: v4 with the new ones.
+        assert result["smoke"]["config_versions_seen"] == {"1": ["1"], "4": ["2"]}
+        assert world.replan("prod").returncode == 0

@@ -156,6 +156,29 @@ def test_a_quarantine_write_that_fails_after_the_rollback_is_finished_by_the_ret
                                        "v1 100 %), but recording v2 in ")
 
 
+def test_a_hand_corrupted_quarantine_is_kept_and_named_and_the_retry_records_the_version(
+        rollback, fake_aws, capsys):
+    parameter = quarantine_parameter_name(FUNCTION)
+    fake_aws.ssm_client.put_parameter(Name=parameter, Type="String", Value="v1, v2 (see INC-7)",
+                                      Overwrite=True)
+    event = sns_event(metric_math_alarm())
+    with pytest.raises(rollback.RollbackFailed):
+        rollback.lambda_handler(event, None)
+    # The traffic is safe; the value someone wrote is not overwritten.
+    assert weights(alias(fake_aws)) == {}
+    value = fake_aws.ssm_client.get_parameter(Name=parameter)["Parameter"]["Value"]
+    assert value == "v1, v2 (see INC-7)"
+    [failed] = decisions(capsys)
+    assert failed["reason"] == (
+        "QuarantineFailed: rolled back (v1 90 % + v2 10 % -> v1 100 %), but recording v2 in "
+        f"{parameter} failed ({parameter} holds 'v1, v2 (see INC-7)', not a JSON object of "
+        "quarantined versions: fix its value in SSM (e.g. {})); the retried delivery records it")
+    fake_aws.ssm_client.put_parameter(Name=parameter, Type="String", Value="{}", Overwrite=True)
+    [retried] = rollback.lambda_handler(event, None)
+    assert (retried["action"], retried["quarantined"]) == ("ignored", "2")
+    assert list(quarantined(fake_aws)) == ["2"]
+
+
 def test_an_alarm_for_a_version_nobody_rolled_back_quarantines_nothing(rollback, fake_aws):
     """Without this function's rollback description for this very alarm, an alarm about a
     version that serves nothing (e.g. one rolled back by invoke) is no reason to quarantine."""

@@ -12,6 +12,7 @@ from release.config import (
     load_config,
     quarantine_parameter_name,
     settings_parameter_name,
+    settings_sha256,
 )
 
 CONFIG = load_config(PROJECT_ROOT / "environments.toml")
@@ -122,9 +123,10 @@ def test_alias_refuses_a_canary_without_new_code_and_a_quarantined_version(env):
                          "error_message": "${module.traffic_policy.promotion_refusal}"}
 
 
-def test_prod_plans_compare_its_code_with_what_staging_serves(synth):
-    """The plan-time promotion gate: staging's alias and its version's code_sha256 read at plan
-    time (only once staging's function exists), against prod's source_code_hash."""
+def test_prod_plans_compare_its_code_and_shared_settings_with_what_staging_serves(synth):
+    """The plan-time promotion gate: staging's alias and its version's code_sha256 and shared
+    settings fingerprint read at plan time (only once staging's function exists), against prod's
+    source_code_hash and its own fingerprint."""
     stack = synth.stack("prod")
     data = {"resource": stack["data"]}
     listing_id, _ = only(data, "aws_lambda_functions", "promotion_gate")
@@ -141,9 +143,13 @@ def test_prod_plans_compare_its_code_with_what_staging_serves(synth):
     assert policy["promotion_after"] == "staging"
     assert policy["after_version"] == staging_version
     assert policy["after_pins"] == {
-        "code": f'${{join("", data.aws_lambda_function.{version_id}[*].code_sha256)}}'}
+        "code": f'${{join("", data.aws_lambda_function.{version_id}[*].code_sha256)}}',
+        "shared_settings": (
+            f'${{join("", [for v in data.aws_lambda_function.{version_id} : '
+            'lookup(try(v.environment[0].variables, {}), "SHARED_SETTINGS_SHA256", "")])}')}
     assert policy["release_pins"] == {
-        "code": ref("aws_lambda_function", function_id, "source_code_hash")}
+        "code": ref("aws_lambda_function", function_id, "source_code_hash"),
+        "shared_settings": settings_sha256({"greeting": "hello"})}
     assert policy["promotion_gate_override"] == "${var.promotion_gate_override}"
     assert stack["variable"]["promotion_gate_override"]["default"] == ""
 
@@ -250,6 +256,16 @@ def settings_parameter(stack: dict) -> tuple[str, dict]:
     return only(stack, "aws_ssm_parameter", "settings")
 
 
+def test_an_environment_s_own_settings_leave_the_shared_fingerprint_alone(synth):
+    # s3-backed (tests/conftest.py) sets its own greeting: its parameter holds it, but what it
+    # shares with every environment, and the gate compares, is [defaults.settings].
+    _, function = only(synth.stack("s3-backed"), "aws_lambda_function", "function")
+    _, parameter = settings_parameter(synth.stack("s3-backed"))
+    assert json.loads(parameter["insecure_value"])["greeting"] == "hej"
+    assert function["environment"]["variables"]["SHARED_SETTINGS_SHA256"] == settings_sha256(
+        {"greeting": "hello"})
+
+
 def test_settings_are_one_parameter_whose_version_every_function_version_pins(env):
     config, stack = env
     name, parameter = settings_parameter(stack)
@@ -269,6 +285,8 @@ def test_settings_are_one_parameter_whose_version_every_function_version_pins(en
     assert variables["SETTINGS_PARAMETER"] == (
         ref("aws_ssm_parameter", name, "name") + ":"
         + f"${{data.aws_ssm_parameter.{pinned_id}.version}}")
+    # The fingerprint of [defaults.settings], which the promotion gate compares.
+    assert variables["SHARED_SETTINGS_SHA256"] == settings_sha256({"greeting": "hello"})
     # No secrets configured by default: nothing to read, nothing to pin.
     assert "SECRETS" not in variables
     assert "aws_secretsmanager_secret_versions" not in stack.get("data", {})

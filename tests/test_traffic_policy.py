@@ -176,6 +176,23 @@ def test_new_code_gets_traffic_only_once_the_after_environment_serves_it(
             "REASON).")
 
 
+def test_the_same_code_with_other_shared_settings_is_refused_naming_that_pin(terraform_1_0,
+                                                                            module_dir):
+    shared, other = "5f0c" * 16, "9e2a" * 16
+    result = apply(terraform_1_0, module_dir, {
+        "candidate_version": "4", "stable_version": "3", "canary_weight": 0.1,
+        "serving_version": "3", "environment": "prod", "promotion_after": "staging",
+        "after_version": "7",
+        "after_pins": f'{{code="{STAGING_CODE}", shared_settings="{shared}"}}',
+        "release_pins": f'{{code="{STAGING_CODE}", shared_settings="{other}"}}'})
+    assert result.returncode == 0, result.stderr
+    gate = outputs(terraform_1_0, module_dir)
+    assert gate["promotion_gate_refuses"] is True
+    assert gate["promotion_refusal"].startswith(
+        "Promotion gate: staging serves shared_settings 5f0c5f0c5f0c (v7) but prod would release "
+        "shared_settings 9e2a9e2a9e2a.")
+
+
 def test_an_after_environment_that_serves_nothing_refuses_new_code(terraform_1_0, module_dir):
     result = apply(terraform_1_0, module_dir, {
         "candidate_version": "4", "stable_version": "3", "canary_weight": 0.1,

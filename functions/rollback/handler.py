@@ -60,6 +60,10 @@ class QuarantineFailed(RuntimeError):
     """The canary was rolled back, but recording its version in the quarantine parameter failed."""
 
 
+class InvalidQuarantine(ValueError):
+    """The quarantine parameter holds something other than a JSON object."""
+
+
 class RollbackFailed(RuntimeError):
     """At least one record failed; raised so that Lambda retries the event, then dead-letters it."""
 
@@ -278,11 +282,21 @@ def quarantine(ssm_client: Any, settings: Settings, version: str, alarm: AlarmNo
     rollback is the one to explain), so a retried delivery changes nothing."""
     try:
         current = ssm_client.get_parameter(Name=settings.quarantine_parameter)
-        entries = json.loads(current["Parameter"]["Value"] or "{}")
+        text = current["Parameter"]["Value"] or "{}"
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ParameterNotFound":
             raise
-        entries = {}
+        text = "{}"
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        entries = None
+    if not isinstance(entries, dict):
+        # Hand-edited into something else: never overwrite it (it may hold entries someone
+        # wants); the delivery fails with the fix, and its retry records the version.
+        raise InvalidQuarantine(f"{settings.quarantine_parameter} holds {_one_line(text)[:60]!r}, "
+                                "not a JSON object of quarantined versions: fix its value in SSM "
+                                "(e.g. {})")
     if version in entries:
         return
     entries[version] = {"reason": f"alarm {alarm.name}", "at": alarm.state_change_time}
@@ -353,7 +367,7 @@ def roll_back(alarm: AlarmNotification, settings: Settings, lambda_client: Any, 
     version = str(rolled_back.canary_version)
     try:
         quarantine(ssm_client, settings, version, alarm)
-    except ClientError as error:
+    except (ClientError, InvalidQuarantine) as error:
         raise QuarantineFailed(
             f"rolled back ({rolled_back.describe()} -> {after.describe()}), but recording "
             f"v{version} in {settings.quarantine_parameter} failed ({_one_line(error)}); the "

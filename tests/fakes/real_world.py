@@ -34,7 +34,7 @@ from fakes.moto_server import fake_aws_environment, moto_endpoint, reset
 from fakes.real_terraform import RealTerraform, copy_stack, lay_overrides, real_terraform
 from fakes.release_world import AliasFollower
 from release.aws import Routing, client, read_alias
-from release.config import parse_config, settings_json
+from release.config import SHARED_SETTINGS_VARIABLE, parse_config, settings_json, settings_sha256
 from release.history import ReleaseHistory
 from release.synth import FINGERPRINT_FILE, fingerprint
 
@@ -77,6 +77,22 @@ class RealWorld:
         (parameter,) = [resource for resource in stack["resource"]["aws_ssm_parameter"].values()
                         if resource["//"]["metadata"]["path"].endswith("/settings/parameter")]
         parameter["insecure_value"] = settings_json(settings)
+        stack_file.write_text(json.dumps(stack, indent=2))
+
+    def new_shared_settings(self, env: str, settings: dict[str, Any]) -> None:
+        """A change to [defaults.settings] (for an environment with no settings of its own): the
+        parameter's value, and the fingerprint synth writes into the function's variables and
+        (with a promotion gate) the traffic policy's release pins."""
+        self.new_settings(env, settings)
+        stack_file = self.stack_dir(env) / "cdk.tf.json"
+        stack = json.loads(stack_file.read_text())
+        (function,) = [resource for resource in stack["resource"]["aws_lambda_function"].values()
+                       if resource["//"]["metadata"]["path"] == f"{env}/function/function"]
+        shared = settings_sha256(settings)
+        function["environment"]["variables"][SHARED_SETTINGS_VARIABLE] = shared
+        pins = stack["module"]["traffic_policy"]["release_pins"]
+        if pins:
+            pins["shared_settings"] = shared
         stack_file.write_text(json.dumps(stack, indent=2))
 
     # ------------------------------------------------------------------ running things
