@@ -217,7 +217,8 @@ def test_function_publishes_versions_of_the_packaged_code(env, synth):
     assert function["environment"]["variables"] == {
         "DEPLOY_ENVIRONMENT": config.name, "FAULT_RATE": "${var.fault_rate}",
         "SETTINGS_PARAMETER": (ref("aws_ssm_parameter", settings_name, "name") + ":"
-                               f"${{data.aws_ssm_parameter.{pinned_id}.version}}")}
+                               f"${{data.aws_ssm_parameter.{pinned_id}.version}}"),
+        "SHARED_SETTINGS_SHA256": settings_sha256({"greeting": "hello"})}
     assert re.fullmatch(r"assets/function_code_[0-9A-F]+/[0-9A-F]+/demo\.zip", function["filename"])
     assert function["source_code_hash"] == f'${{filebase64sha256("{function["filename"]}")}}'
     assert (synth.stack_dir(config.name) / function["filename"]).is_file()
