@@ -72,6 +72,8 @@ class ReleaseSettings(Construct):
             depends_on=[self.parameter])
         pins = []
         arns = []
+        key_arns = []
+        services = []
         for index, secret in enumerate(config.secrets):
             # The secret's metadata (its full ARN, for IAM and GetSecretValue) and its versions.
             by_arn = secret.startswith("arn:")
@@ -88,7 +90,18 @@ class ReleaseSettings(Construct):
             # hold no character JSON needs to escape.
             pins.append(f'{json.dumps(secret)}:{{"arn":"{found.arn}","version_id":"{current}"}}')
             arns.append(found.arn)
+            # Any key in the secret's account and region: which one is the secret's own
+            # business (DescribeSecret may name it by alias, which IAM cannot match), and the
+            # statement's conditions pin the use to these secrets through Secrets Manager.
+            arn_part = f'split(":", {found.fqn}.arn)'
+            key_arns.append(Token.as_string(
+                f'${{format("arn:%s:kms:%s:%s:key/*", {arn_part}[1], {arn_part}[3], '
+                f'{arn_part}[4])}}'))
+            services.append(Token.as_string(
+                f'${{format("secretsmanager.%s.amazonaws.com", {arn_part}[3])}}'))
         self.secret_arns: tuple[str, ...] = tuple(arns)
+        self.secret_key_arns: tuple[str, ...] = tuple(key_arns)
+        self.secret_services: tuple[str, ...] = tuple(services)
         # The function's environment variables: changing any of them publishes a new version.
         self.variables: Mapping[str, str] = {
             SETTINGS_VARIABLE: f"{self.parameter.name}:{self.pinned.version}",
@@ -97,7 +110,10 @@ class ReleaseSettings(Construct):
 
     def statements(self) -> tuple[Mapping[str, object], ...]:
         """What the function's execution role needs: read this parameter, and the configured
-        secrets only (their default aws/secretsmanager key decrypts through the service)."""
+        secrets only. A secret under the default aws/secretsmanager key needs nothing more; one
+        under a customer-managed key needs kms:Decrypt, allowed only through Secrets Manager and
+        only for these secrets (the encryption context Secrets Manager sends names the secret:
+        docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
         statements: list[Mapping[str, object]] = [{
             "Sid": "ReadReleasedSettings",
             "Effect": "Allow",
@@ -110,5 +126,16 @@ class ReleaseSettings(Construct):
                 "Effect": "Allow",
                 "Action": "secretsmanager:GetSecretValue",
                 "Resource": list(self.secret_arns),
+            })
+            statements.append({
+                "Sid": "DecryptPinnedSecrets",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": list(self.secret_key_arns),
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": list(self.secret_services)},
+                    "ForAnyValue:StringEquals": {
+                        "kms:EncryptionContext:SecretARN": list(self.secret_arns)},
+                },
             })
         return tuple(statements)

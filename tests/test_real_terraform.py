@@ -357,6 +357,18 @@ class TestConfigReleasedWithItsVersion:
         assert variables["SETTINGS_PARAMETER"] == f"{parameter}:1"
         assert json.loads(variables["SECRETS"]) == {"test-configured/api-key": {
             "arn": created["ARN"], "version_id": created["VersionId"]}}
+        # Its key may be used only through Secrets Manager, for this secret (modules/settings.py).
+        iam = client("iam", "eu-west-1")
+        role = world.lambda_client.get_function(
+            FunctionName=world.function_name(self.ENV))["Configuration"]["Role"].split("/")[-1]
+        [policy_name] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+        document = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
+        decrypt = {s["Sid"]: s for s in document["Statement"]}["DecryptPinnedSecrets"]
+        account = created["ARN"].split(":")[4]
+        assert decrypt["Resource"] == [f"arn:aws:kms:eu-west-1:{account}:key/*"]
+        assert decrypt["Condition"] == {
+            "StringEquals": {"kms:ViaService": ["secretsmanager.eu-west-1.amazonaws.com"]},
+            "ForAnyValue:StringEquals": {"kms:EncryptionContext:SecretARN": [created["ARN"]]}}
         # The secret's value is in neither the plan's nor the state's data.
         state = world.terraform_cli(self.ENV, "show", "-json")
         assert state.returncode == 0 and "key-1" not in state.stdout

@@ -337,6 +337,19 @@ def test_secrets_are_pinned_to_their_current_version_and_readable_only_by_the_fu
         "Resource": [f"${{data.aws_secretsmanager_secret.{secret_key(secrets, index)}.arn}}"
                      for index in ("secret_0", "secret_1")]}
     assert statements["ReadReleasedSettings"]["Resource"] == ref("aws_ssm_parameter", name, "arn")
+    # A customer-managed key decrypts only through Secrets Manager, only for these secrets.
+    arns = [f"data.aws_secretsmanager_secret.{secret_key(secrets, index)}.arn"
+            for index in ("secret_0", "secret_1")]
+    assert statements["DecryptPinnedSecrets"] == {
+        "Sid": "DecryptPinnedSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
+        "Resource": [f'${{format("arn:%s:kms:%s:%s:key/*", split(":", {arn})[1], '
+                     f'split(":", {arn})[3], split(":", {arn})[4])}}' for arn in arns],
+        "Condition": {
+            "StringEquals": {"kms:ViaService": [
+                f'${{format("secretsmanager.%s.amazonaws.com", split(":", {arn})[3])}}'
+                for arn in arns]},
+            "ForAnyValue:StringEquals": {"kms:EncryptionContext:SecretARN": [
+                f"${{{arn}}}" for arn in arns]}}}
 
 
 def test_api_gateway_proxies_get_to_the_alias(env):
