@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cdktf import Token
+from cdktf import Fn, TerraformLocal, Token
 from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret import DataAwsSecretsmanagerSecret
 from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret_versions import (
     DataAwsSecretsmanagerSecretVersions,
@@ -93,12 +93,14 @@ class ReleaseSettings(Construct):
             # Any key in the secret's account and region: which one is the secret's own
             # business (DescribeSecret may name it by alias, which IAM cannot match), and the
             # statement's conditions pin the use to these secrets through Secrets Manager.
-            arn_part = f'split(":", {found.fqn}.arn)'
-            key_arns.append(Token.as_string(
-                f'${{format("arn:%s:kms:%s:%s:key/*", {arn_part}[1], {arn_part}[3], '
-                f'{arn_part}[4])}}'))
-            services.append(Token.as_string(
-                f'${{format("secretsmanager.%s.amazonaws.com", {arn_part}[3])}}'))
+            # Terraform locals, so that the JSON policy only holds plain references (an expression
+            # with string literals inside the policy's JSON would not be JSON before evaluation).
+            arn_parts = Fn.split(":", found.arn)
+            key_arns.append(TerraformLocal(self, f"secret_{index}_keys", Fn.format(
+                "arn:%s:kms:%s:%s:key/*", [Fn.element(arn_parts, 1), Fn.element(arn_parts, 3),
+                                           Fn.element(arn_parts, 4)])).as_string)
+            services.append(TerraformLocal(self, f"secret_{index}_service", Fn.format(
+                "secretsmanager.%s.amazonaws.com", [Fn.element(arn_parts, 3)])).as_string)
         self.secret_arns: tuple[str, ...] = tuple(arns)
         self.secret_key_arns: tuple[str, ...] = tuple(key_arns)
         self.secret_services: tuple[str, ...] = tuple(services)

@@ -337,19 +337,25 @@ def test_secrets_are_pinned_to_their_current_version_and_readable_only_by_the_fu
         "Resource": [f"${{data.aws_secretsmanager_secret.{secret_key(secrets, index)}.arn}}"
                      for index in ("secret_0", "secret_1")]}
     assert statements["ReadReleasedSettings"]["Resource"] == ref("aws_ssm_parameter", name, "arn")
-    # A customer-managed key decrypts only through Secrets Manager, only for these secrets.
+    # A customer-managed key decrypts only through Secrets Manager, only for these secrets: any
+    # key of the secret's account and region, on the condition of its encryption context.
     arns = [f"data.aws_secretsmanager_secret.{secret_key(secrets, index)}.arn"
             for index in ("secret_0", "secret_1")]
-    assert statements["DecryptPinnedSecrets"] == {
-        "Sid": "DecryptPinnedSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
-        "Resource": [f'${{format("arn:%s:kms:%s:%s:key/*", split(":", {arn})[1], '
-                     f'split(":", {arn})[3], split(":", {arn})[4])}}' for arn in arns],
-        "Condition": {
-            "StringEquals": {"kms:ViaService": [
-                f'${{format("secretsmanager.%s.amazonaws.com", split(":", {arn})[3])}}'
-                for arn in arns]},
-            "ForAnyValue:StringEquals": {"kms:EncryptionContext:SecretARN": [
-                f"${{{arn}}}" for arn in arns]}}}
+    decrypt = statements["DecryptPinnedSecrets"]
+    assert (decrypt["Effect"], decrypt["Action"]) == ("Allow", "kms:Decrypt")
+
+    def local(reference: str) -> str:  # "${local.name}" -> the local's expression
+        return stack["locals"][reference.removeprefix("${local.").removesuffix("}")]
+
+    assert [local(key) for key in decrypt["Resource"]] == [
+        f'${{format("arn:%s:kms:%s:%s:key/*", element(split(":", {arn}), 1), '
+        f'element(split(":", {arn}), 3), element(split(":", {arn}), 4))}}' for arn in arns]
+    condition = decrypt["Condition"]
+    assert [local(service) for service in condition["StringEquals"]["kms:ViaService"]] == [
+        f'${{format("secretsmanager.%s.amazonaws.com", element(split(":", {arn}), 3))}}'
+        for arn in arns]
+    assert condition["ForAnyValue:StringEquals"] == {
+        "kms:EncryptionContext:SecretARN": [f"${{{arn}}}" for arn in arns]}
 
 
 def test_api_gateway_proxies_get_to_the_alias(env):
