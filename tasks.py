@@ -32,7 +32,7 @@ from release.rollout import parse_bake, run_reported_rollout, run_rollout
 from release.runner import PhaseFailed, run_destroy, run_phase, run_rollback
 from release.session import bootstrap_account, connect, open_release
 from release.smoke import smoke_check
-from release.status import read_status
+from release.status import history_lines, read_status
 from release.weights import check_weight
 
 ENV_HELP = "Environment from environments.toml (default: dev)."
@@ -336,6 +336,17 @@ def status(c: Context, env: str = "dev", json: bool = False, lock_timeout: str =
         info = read_status(connect(environment, progress, lock_timeout=lock_timeout,
                                    remote=remote))
     print(dumps(info.to_dict(), indent=2) if json else "\n".join(info.lines()))
+
+
+@release_task(help={"env": ENV_HELP, "last": "Only the newest N phases (default 20; 0: all).",
+                    "json": "Print the records as a JSON list instead of one line each."})
+def history(c: Context, env: str = "dev", last: str = "20", json: bool = False) -> None:
+    """The environment's release history (offline): one line per phase, with the settings
+    version each of its versions is pinned to."""
+    _environment(env)
+    records = ReleaseHistory().read(env, limit=whole_number(last, "--last") or None)
+    print(dumps(records, indent=2) if json
+          else "\n".join(history_lines(records)) or f"{env}: no release recorded yet")
 
 
 @release_task(help={"env": ENV_HELP, "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP})

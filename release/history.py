@@ -43,6 +43,11 @@ class PhaseRecord:
     # The promotion gate: its decision, who approved, or why it was skipped (release/gate.py);
     # None for phases without a gate, and in records written before it existed.
     gate: Mapping[str, Any] | None = None
+    # The config pins of the phase's versions (candidate, stable, those the alias serves after
+    # it), read from AWS when the record is written: version -> {"settings_version": "2" or None
+    # (pins none), "secrets": {secret: version id}}, or {"error": why it could not be read}
+    # (release.released_config.config_pins). None in records written before it existed.
+    config: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # A name outside the enums is a bug in the caller, not a user's mistake: ValueError.

@@ -1,10 +1,12 @@
 """The config each published function version was released with (modules/settings.py): read
 from the version's own `SETTINGS_PARAMETER` (`<parameter>:<parameter version>`), for the smoke
-check's expected config versions and for `invoke config`."""
+check's expected config versions, for `invoke config`, and for the config pins that `invoke
+status` shows and each history record keeps."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +33,21 @@ class VersionConfig:
                 "secret_versions": self.secret_versions}
 
 
+def settings_pin(environment: Mapping[str, str]) -> str:
+    """The parameter version a function version's environment pins ("" when it pins none)."""
+    selector = environment.get(SETTINGS_VARIABLE, "")
+    return selector.rsplit(":", 1)[1] if ":" in selector else ""
+
+
+def secret_pins(environment: Mapping[str, str]) -> dict[str, str]:
+    """Secret -> the version id a function version's environment pins (its SECRETS variable)."""
+    secrets = json.loads(environment.get("SECRETS") or "{}")
+    return {name: str(pin.get("version_id", "")) for name, pin in secrets.items()}
+
+
 def pinned_config_version(lambda_client: Any, function_name: str, version: str) -> str:
     """The parameter version `version` is pinned to ("" when it pins none)."""
-    selector = function_environment(lambda_client, function_name, version).get(SETTINGS_VARIABLE)
-    return selector.rsplit(":", 1)[1] if selector and ":" in selector else ""
+    return settings_pin(function_environment(lambda_client, function_name, version))
 
 
 def expected_config_versions(lambda_client: Any, function_name: str,
@@ -50,8 +63,7 @@ def read_version_config(lambda_client: Any, ssm_client: Any, function_name: str,
                         version: str) -> VersionConfig:
     environment = function_environment(lambda_client, function_name, version)
     selector = environment.get(SETTINGS_VARIABLE, "")
-    secrets = json.loads(environment.get("SECRETS") or "{}")
-    secret_versions = {name: str(pin.get("version_id", "")) for name, pin in secrets.items()}
+    secret_versions = secret_pins(environment)
     if not selector:
         return VersionConfig(version, "", {}, secret_versions)
     parameter_version, value = read_parameter(ssm_client, selector)
@@ -61,6 +73,46 @@ def read_version_config(lambda_client: Any, ssm_client: Any, function_name: str,
         raise AwsError(f"SSM parameter {selector} is not JSON: it was changed outside "
                        "Terraform; run a deploy to write it again") from None
     return VersionConfig(version, parameter_version, settings, secret_versions)
+
+
+def config_pins(lambda_client: Any, function_name: str,
+                versions: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Function version -> what it is pinned to, for `invoke status` and the history records:
+    {"settings_version": "2" (None: published before settings were pinned), "secrets": {secret:
+    version id}}; one GetFunctionConfiguration per version, no SSM read.
+
+    A version that cannot be read gets {"error": "<why>"} instead: showing the config must never
+    fail a phase (its record is written whatever happened) or `invoke status`."""
+    pins: dict[str, dict[str, Any]] = {}
+    for version in dict.fromkeys(version for version in versions if version):
+        try:
+            environment = function_environment(lambda_client, function_name, version)
+            secrets = secret_pins(environment)
+        except (ReleaseError, ValueError) as error:  # ValueError: a SECRETS variable changed
+            # outside Terraform into something that is not JSON
+            pins[version] = {"error": str(error)}
+            continue
+        pins[version] = {"settings_version": settings_pin(environment) or None,
+                         "secrets": secrets}
+    return pins
+
+
+def describe_pins(pins: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line, e.g. 'v3 settings v2, v4 settings v3 (secret api-key @ 9f1c...)', or 'v1 no
+    pinned settings' for a version published before settings were pinned."""
+    parts = []
+    for version, pin in pins.items():
+        if "error" in pin:
+            parts.append(f"v{version} config unknown ({pin['error']})")
+            continue
+        settings = pin.get("settings_version")
+        text = f"v{version} " + (f"settings v{settings}" if settings else "no pinned settings")
+        secrets = pin.get("secrets") or {}
+        if secrets:
+            text += " (" + ", ".join(f"secret {name} @ {version_id}"
+                                     for name, version_id in secrets.items()) + ")"
+        parts.append(text)
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)

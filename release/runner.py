@@ -31,7 +31,7 @@ from release.lock import current_caller, utc_timestamp
 from release.metrics import Verdict, judge_alarms
 from release.outputs import MissingOutputError, StackOutputs
 from release.phases import PhaseInputError, PhaseVariables, plan_variables
-from release.released_config import expected_config_versions
+from release.released_config import config_pins, expected_config_versions
 from release.smoke import SmokeResult, smoke_check
 
 if TYPE_CHECKING:  # release.report loads matplotlib: only `rollout --report` pays for it
@@ -59,6 +59,9 @@ class PhaseReport:
     duration_seconds: float = 0.0
     # The promotion gate's decision, approver or skip reason (None: no gate for this phase).
     gate: Mapping[str, Any] | None = None
+    # The config pins of the phase's versions (release.released_config.config_pins), read when
+    # the phase ends (None until then).
+    config: Mapping[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -95,7 +98,14 @@ class PhaseReport:
                         if self.verdict else None),
             "duration_seconds": round(self.duration_seconds, 3),
             "gate": dict(self.gate) if self.gate is not None else None,
+            "config": dict(self.config) if self.config is not None else None,
         }
+
+    def versions(self) -> list[str]:
+        """The versions the phase is about: candidate, stable, and those served after it."""
+        served = ([self.routing_after.primary_version,
+                   *self.routing_after.additional_version_weights] if self.routing_after else [])
+        return [self.candidate_version, self.stable_version, *served]
 
     def record(self) -> PhaseRecord:
         return PhaseRecord(
@@ -109,6 +119,7 @@ class PhaseReport:
             outcome=self.outcome, detail=self.detail,
             duration_seconds=round(self.duration_seconds, 3),
             gate=dict(self.gate) if self.gate is not None else None,
+            config=dict(self.config) if self.config is not None else None,
         )
 
 
@@ -276,7 +287,9 @@ def _alarm_rollback(context: ReleaseContext, stack: StackOutputs | None, live: L
             routing_after=live.routing.to_dict(),
             candidate_version=stack.candidate_version if stack else "",
             stable_version=live.routing.primary_version, smoke=None, alarms=None,
-            outcome=Outcome.ROLLED_BACK, detail=live.description, duration_seconds=0.0))
+            outcome=Outcome.ROLLED_BACK, detail=live.description, duration_seconds=0.0,
+            config=config_pins(context.clients["lambda"], live.function_name, [
+                stack.candidate_version if stack else "", live.routing.primary_version])))
     if kind != Phase.ROLLBACK and not force:
         raise PhaseInputError(f"the alias was {live.description}; acknowledge it with "
                               "`invoke rollback` (brings Terraform's state in line), or pass "
@@ -410,10 +423,20 @@ def refusal(error: Exception, variables: PhaseVariables) -> str | None:
 # ---------------------------------------------------------------------- endings
 
 def finish(context: ReleaseContext, report: PhaseReport, started: float) -> PhaseReport:
-    """The report with its duration, recorded in the history."""
+    """The report with its duration and its versions' config pins, recorded in the history."""
     report = replace(report, duration_seconds=context.clock() - started)
+    if report.config is None:
+        report = replace(report, config=read_config_pins(context, report))
     context.history.append(report.record())
     return report
+
+
+def read_config_pins(context: ReleaseContext, report: PhaseReport) -> dict[str, dict[str, Any]]:
+    """The config pins of the report's versions, read now from AWS (one GetFunctionConfiguration
+    each). A version that cannot be read gets its error text instead of failing the phase; a
+    phase refused before anything was published records what is there (a first deploy: none)."""
+    return config_pins(context.clients["lambda"], context.environment.function_name,
+                       report.versions())
 
 
 def failed(context: ReleaseContext, report: PhaseReport, started: float) -> PhaseFailed:
@@ -494,6 +517,8 @@ def run_destroy(context: ReleaseContext) -> PhaseReport:
         detail="", variables=None, routing_before=live.routing if live else None,
         routing_after=None, candidate_version=stack.candidate_version if stack else "",
         stable_version=stack.stable_version if stack else "")
+    # Read before the destroy: afterwards there is no function to read the pins from.
+    report = replace(report, config=read_config_pins(context, report))
     context.progress.status(f"destroy {context.environment.name}: removing every resource")
     try:
         summary = context.applier.destroy()

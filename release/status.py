@@ -1,9 +1,10 @@
-"""`invoke status`: live alias routing, versions, alarms, endpoint and the last phase, with any
-drift from what Terraform last applied."""
+"""`invoke status`: live alias routing, versions and the config each serving version is pinned
+to, alarms, endpoint and the last phase, with any drift from what Terraform last applied."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from release.aws import Routing
 from release.context import ReleaseContext
 from release.errors import ReleaseError
 from release.phases import PhaseVariables
+from release.released_config import config_pins, describe_pins
 from release.runner import ALARM_ROLLBACK_PREFIX, refusal
 
 
@@ -36,6 +38,9 @@ class Deployment:
     # Why the stack refuses a plan with the last applied variables (None: it does not), e.g. a
     # canary's variables after the alarm function quarantined that canary.
     plan_refused: str | None
+    # Each version the live alias serves (primary first) -> its config pins
+    # (release.released_config.config_pins: settings version, secret version ids, or an error).
+    config: Mapping[str, Mapping[str, Any]]
 
     @property
     def drift(self) -> bool:
@@ -65,6 +70,7 @@ class Status:
             "terraform_routing": deployment.terraform_routing.to_dict(),
             "live_routing": deployment.live_routing.to_dict(),
             "live_routing_text": deployment.live_routing.describe(),
+            "config": {version: dict(pin) for version, pin in deployment.config.items()},
             "drift": deployment.drift,
             "terraform_drift": deployment.terraform_drift,
             "rolled_back_by_alarm": deployment.rolled_back_by_alarm,
@@ -82,7 +88,8 @@ class Status:
             return [f"{name}: not deployed yet (run `invoke deploy --env {name}`)"]
         lines = [f"{name}: {deployment.live_routing.describe()} at {deployment.endpoint}",
                  f"  candidate v{deployment.candidate_version}, "
-                 f"stable v{deployment.stable_version or '-'}"]
+                 f"stable v{deployment.stable_version or '-'}",
+                 f"  config: {describe_pins(deployment.config)}"]
         if deployment.rolled_back_by_alarm:
             lines += [f"  {deployment.rolled_back_by_alarm}",
                       "  acknowledge with `invoke rollback`: it brings Terraform's state in line"]
@@ -107,6 +114,8 @@ class Status:
             lines.append(f"  last phase: {last['phase']} {last['outcome']} at {last['time']} "
                          f"by {last['caller']}")
             lines += gate_lines(last.get("gate"))
+            if last.get("config"):  # records written before config pins have none
+                lines.append(f"  last phase config: {describe_pins(last['config'])}")
         return lines
 
 
@@ -142,6 +151,9 @@ def read_status(context: ReleaseContext) -> Status:
         if plan_refused is None:
             raise
         terraform_drift = None
+    # One GetFunctionConfiguration per serving version (status read none before).
+    config = config_pins(context.clients["lambda"], stack.function_name,
+                         [live.routing.primary_version, *live.routing.additional_version_weights])
     quarantined = (aws.read_quarantine(context.clients["ssm"], stack.quarantine_parameter)
                    if stack.quarantine_parameter else {})
     return Status(name, last_phase, Deployment(
@@ -152,4 +164,33 @@ def read_status(context: ReleaseContext) -> Status:
         rolled_back_by_alarm=(live.description
                               if live.description.startswith(ALARM_ROLLBACK_PREFIX) else None),
         alarms=aws.alarm_states(context.clients["cloudwatch"], stack.alarm_names),
-        quarantined=quarantined, plan_refused=plan_refused))
+        quarantined=quarantined, plan_refused=plan_refused, config=config))
+
+
+def history_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What `invoke history` prints: one line per record, oldest first, with the settings
+    version each of its versions is pinned to (records written before config pins existed
+    have no config part)."""
+    lines = []
+    for record in records:
+        line = (f"{record.get('time', '?')} {record.get('phase', '?')} "
+                f"{record.get('outcome', '?')} by {record.get('caller', '?')}: "
+                f"{_routing_text(record.get('routing_after'))}")
+        if record.get("config"):
+            line += f"; config {describe_pins(record['config'])}"
+        detail = str(record.get("detail") or "").splitlines()
+        if record.get("outcome") != "succeeded" and detail:
+            line += f" - {detail[0]}"
+        lines.append(line)
+    return lines
+
+
+def _routing_text(routing: Mapping[str, Any] | None) -> str:
+    """A recorded routing as `Routing.describe()` says it; "no alias" when there was none."""
+    if not routing or not routing.get("primary_version"):
+        return "no alias"
+    try:
+        return Routing(routing["primary_version"],
+                       routing.get("additional_version_weights") or {}).describe()
+    except (ReleaseError, AttributeError, TypeError):  # a record edited by hand
+        return json.dumps(routing, sort_keys=True)

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from release.aws import Routing
 from release.history import PhaseRecord, ReleaseHistory
+from release.status import Deployment, Status, history_lines
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -120,3 +122,31 @@ def test_concurrent_appends_from_two_processes_keep_every_line_whole(tmp_path):
         mine = [r for r in records if r["environment"] == env]
         assert [r["n"] for r in mine] == list(range(count))
         assert all(r["detail"] == env * 20000 for r in mine)
+
+
+def test_history_lines_show_each_versions_settings_and_old_records_still_print(tmp_path):
+    history = ReleaseHistory(tmp_path / "history.jsonl")
+    old = phase(environment="dev").to_dict()
+    del old["config"], old["gate"]  # a record written before either existed
+    history.append(old)
+    history.append(phase(environment="dev", phase="rollback", outcome="rolled-back",
+                         routing_after={"primary_version": "3", "additional_version_weights": {}},
+                         config={"4": {"settings_version": "2", "secrets": {"key": "v-9"}},
+                                 "3": {"settings_version": None, "secrets": {}}}))
+    history.append(phase(environment="dev", config={"4": {"error": "AccessDenied"}}))
+    assert history_lines(history.read("dev")) == [
+        "2026-11-26T05:00:00Z canary succeeded by alice@build-box: v3 90 % + v4 10 %",
+        "2026-11-26T05:00:00Z rollback rolled-back by alice@build-box: v3 100 %; config v4 "
+        "settings v2 (secret key @ v-9), v3 no pinned settings - canary at 10 %",
+        "2026-11-26T05:00:00Z canary succeeded by alice@build-box: v3 90 % + v4 10 %; config "
+        "v4 config unknown (AccessDenied)",
+    ]
+    # `invoke status` prints a last phase without config pins as before.
+    deployment = Deployment(
+        endpoint="https://api", function_name="fn", candidate_version="4", stable_version="3",
+        terraform_routing=Routing("3"), live_routing=Routing("3"), terraform_drift=[],
+        rolled_back_by_alarm=None, alarms={}, quarantined={}, plan_refused=None,
+        config={"3": {"settings_version": "7", "secrets": {}}})
+    assert Status("dev", old, deployment).lines()[1:] == [
+        "  candidate v4, stable v3", "  config: v3 settings v7", "  alarms: ",
+        "  last phase: canary succeeded at 2026-11-26T05:00:00Z by alice@build-box"]

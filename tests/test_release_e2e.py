@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,9 @@ from release.phases import PhaseInputError
 from release.rollout import bake, run_rollout
 from release.runner import PhaseFailed, fast_rollback, run_phase
 from release.status import read_status
+
+# The config pins of a version published before settings were pinned.
+UNPINNED: dict[str, Any] = {"settings_version": None, "secrets": {}}
 
 
 def test_canary_10_percent_passes_and_is_recorded(world):
@@ -58,6 +62,9 @@ def test_the_history_record_is_the_phase_field_by_field(world):
         "outcome": "succeeded", "detail": "",
         "duration_seconds": round(report.duration_seconds, 3),
         "gate": None,  # dev has no promotion gate
+        # Each version's config pins, read when the record was written (these two versions
+        # were published without settings).
+        "config": {"2": UNPINNED, "1": UNPINNED},
     }
     assert record["smoke"]["passed"] is True
     assert record["smoke"]["completed"] == SMOKE_REQUESTS
@@ -185,7 +192,9 @@ def test_a_canary_without_new_code_is_refused_by_the_plan_before_any_apply(world
         "no new version to send traffic to: v2 already is the candidate")
     assert world.double.state(stack) == state  # the stack's precondition failed the plan
     assert world.live() == Routing("2")
-    assert world.history.last("dev")["outcome"] == "refused"
+    refused = world.history.last("dev")
+    assert refused["outcome"] == "refused"
+    assert refused["config"] == {"2": UNPINNED}  # what is known: the version already serving
 
 
 def test_a_bake_judges_even_when_its_window_passed_before_the_first_look(world):
@@ -259,6 +268,7 @@ def test_destroy_is_recorded_in_the_history(world):
     assert (record["phase"], record["outcome"], record["candidate_version"]) == (
         "destroy", "succeeded", "1")
     assert record["routing_before"] == Routing("1").to_dict()
+    assert record["config"] == {"1": UNPINNED}  # read before the function was destroyed
     assert json.loads(world.run_task("status", "--json").stdout) == {
         "environment": "dev", "deployed": False, "last_phase": record}
 
@@ -283,16 +293,23 @@ def test_status_json_keeps_its_keys_and_values(world):
         "function_name": FUNCTION, "candidate_version": "2", "stable_version": "1",
         "terraform_routing": Routing("1", {"2": 0.1}).to_dict(),
         "live_routing": Routing("1", {"2": 0.1}).to_dict(),
-        "live_routing_text": "v1 90 % + v2 10 %", "drift": False, "terraform_drift": [],
+        "live_routing_text": "v1 90 % + v2 10 %",
+        "config": {"1": UNPINNED, "2": UNPINNED},
+        "drift": False, "terraform_drift": [],
         "rolled_back_by_alarm": None, "quarantined": {}, "plan_refused": None,
         "alarms": {name: "INSUFFICIENT_DATA" for name in ALARMS},
         "last_phase": world.history.last("dev"),
     }
     assert list(info) == ["environment", "deployed", "endpoint", "function_name",
                           "candidate_version", "stable_version", "terraform_routing",
-                          "live_routing", "live_routing_text", "drift", "terraform_drift",
+                          "live_routing", "live_routing_text", "config", "drift",
+                          "terraform_drift",
                           "rolled_back_by_alarm", "quarantined", "plan_refused", "alarms",
                           "last_phase"]
+    # Versions published before settings were pinned are said to be so, not an error.
+    lines = world.run_task("status").stdout.splitlines()
+    assert lines[1:3] == ["  candidate v2, stable v1",
+                          "  config: v1 no pinned settings, v2 no pinned settings"]
 
 
 # ------------------------------------------------------------------ the CLI itself
@@ -506,3 +523,44 @@ def test_cli_status_says_who_rolled_back(world, monkeypatch):
     assert "acknowledge with `invoke rollback`" in result.stdout
     refused = world.invoke("canary", "--weight=0.2")
     assert refused.returncode != 0 and "acknowledge it with `invoke rollback`" in refused.stderr
+
+
+def test_a_config_change_and_its_rollback_show_in_status_and_the_history(world):
+    """A config-only release (same code, new settings and secret version) goes out as a canary
+    and is rolled back: `invoke status` and every history record name each version's pins."""
+    world.new_version(settings={"greeting": "hej"})  # v3: settings parameter version 1
+    assert run_phase(world.context(), Phase.PROMOTE).outcome == "succeeded"
+    world.new_version(settings={"greeting": "bonjour"}, secrets={"api-key": "v-9"})  # v4
+    assert run_phase(world.context(), Phase.CANARY, 0.1).outcome == "succeeded"
+
+    old = {"settings_version": "1", "secrets": {}}
+    new = {"settings_version": "2", "secrets": {"api-key": "v-9"}}
+    status = world.run_task("status")
+    assert status.exit_code == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert "  config: v3 settings v1, v4 settings v2 (secret api-key @ v-9)" in lines
+    assert "  last phase config: v4 settings v2 (secret api-key @ v-9), v3 settings v1" in lines
+    assert json.loads(world.run_task("status", "--json").stdout)["config"] == {"3": old,
+                                                                               "4": new}
+    canary = world.history.last("dev")
+    assert (canary["phase"], canary["config"]) == ("canary", {"4": new, "3": old})
+
+    assert run_phase(world.context(), Phase.ROLLBACK).outcome == "succeeded"
+    rollback = world.history.last("dev")
+    assert (rollback["phase"], rollback["routing_after"]["primary_version"]) == ("rollback", "3")
+    # What was rolled back (v4, settings v2) and what serves again (v3, settings v1).
+    assert rollback["config"] == {"4": new, "3": old}
+    lines = world.run_task("status").stdout.splitlines()
+    assert "  config: v3 settings v1" in lines
+    # The versions from before settings were pinned: shown as such, never an error.
+    first = world.history.read("dev")[0]
+    assert (first["phase"], first["config"]) == (
+        "deploy", {"1": {"settings_version": None, "secrets": {}}})
+    assert json.loads(world.run_task("status", "--json").stdout)["config"] == {"3": old}
+    # `invoke history`: one line per phase, what it served after and each version's pins.
+    history = [line.split(": ", 1)[1] for line in world.run_task("history").stdout.splitlines()]
+    assert history[-3:] == [
+        "v3 100 %; config v3 settings v1, v1 no pinned settings",  # promote of v3
+        "v3 90 % + v4 10 %; config v4 settings v2 (secret api-key @ v-9), v3 settings v1",
+        "v3 100 %; config v4 settings v2 (secret api-key @ v-9), v3 settings v1",  # rollback
+    ]

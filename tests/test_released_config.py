@@ -5,11 +5,14 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 
 from release.aws import AwsError, LiveAlias, Routing
 from release.released_config import (
     ConfigView,
     VersionConfig,
+    config_pins,
+    describe_pins,
     expected_config_versions,
     read_config_view,
 )
@@ -26,6 +29,10 @@ class FakeLambda:
         self.environments = environments
 
     def get_function_configuration(self, FunctionName: str, Qualifier: str) -> dict:
+        if Qualifier not in self.environments:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException",
+                                         "Message": "Function not found"}},
+                              "GetFunctionConfiguration")
         return {"Environment": {"Variables": self.environments[Qualifier]}}
 
 
@@ -90,3 +97,24 @@ def test_a_parameter_changed_outside_terraform_is_one_line():
         read_config_view(lambda_client, SSM, "dev", live(Routing("4")))
     assert str(caught.value) == (f"SSM parameter {PARAMETER}:3 is not JSON: it was changed "
                                  "outside Terraform; run a deploy to write it again")
+
+
+def test_config_pins_are_what_status_and_the_history_show_per_version():
+    pins = config_pins(LAMBDA, "fn", ["3", "2", "1", "", "3"])  # "" and repeats: read once
+    assert pins == {"3": {"settings_version": "2", "secrets": {"api-key": "v-9"}},
+                    "2": {"settings_version": "1", "secrets": {}},
+                    "1": {"settings_version": None, "secrets": {}}}
+    assert describe_pins(pins) == ("v3 settings v2 (secret api-key @ v-9), v2 settings v1, "
+                                   "v1 no pinned settings")
+
+
+def test_a_version_whose_config_cannot_be_read_gets_the_reason_not_a_failure():
+    lambda_client = FakeLambda({**LAMBDA.environments, "5": {"SECRETS": "{not json"}})
+    pins = config_pins(lambda_client, "fn", ["2", "9", "5"])
+    assert pins["2"] == {"settings_version": "1", "secrets": {}}
+    assert pins["9"] == {"error": "version 9 of Lambda function fn not found in eu-west-1 "
+                                  "(Function not found)"}
+    assert pins["5"]["error"].startswith("Expecting property name")
+    assert describe_pins({"9": pins["9"]}) == (
+        "v9 config unknown (version 9 of Lambda function fn not found in eu-west-1 "
+        "(Function not found))")

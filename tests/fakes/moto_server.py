@@ -259,11 +259,22 @@ class FakeAws:
             FunctionName=function_name, Runtime="python3.13", Role=role,
             Handler="handler.lambda_handler", Code={"ZipFile": _zip_handler()})
 
-    def publish_version(self, function_name: str) -> str:
-        """Change the code and publish it, as each deploy does; returns the new version."""
-        self.lambda_client.update_function_code(FunctionName=function_name,
-                                                ZipFile=_zip_handler())
+    def publish_version(self, function_name: str,
+                        environment: Mapping[str, str] | None = None) -> str:
+        """Change the code, or with `environment` only the environment variables (a config-only
+        change), and publish it, as each deploy does; returns the new version."""
+        if environment is not None:
+            self.lambda_client.update_function_configuration(
+                FunctionName=function_name, Environment={"Variables": dict(environment)})
+        else:
+            self.lambda_client.update_function_code(FunctionName=function_name,
+                                                    ZipFile=_zip_handler())
         return self.lambda_client.publish_version(FunctionName=function_name)["Version"]
+
+    def put_settings(self, name: str, settings: Mapping[str, Any]) -> str:
+        """Write the settings parameter as the stack does; returns its new version."""
+        return str(self.ssm_client.put_parameter(Name=name, Value=json.dumps(settings),
+                                                 Type="String", Overwrite=True)["Version"])
 
     def set_routing(self, function_name: str, primary: str,
                     weights: Mapping[str, float] | None = None, alias_name: str = ALIAS) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from fakes.endpoint import FakeEndpoint
 from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint, reset
 from fakes.terraform_double import TerraformDouble, write_stack
 from release.aws import AwsError, Routing, client, read_alias
-from release.config import parse_config
+from release.config import parse_config, settings_parameter_name
 from release.context import ReleaseContext, RunnerOptions
 from release.history import ReleaseHistory
 from release.kinds import Phase
@@ -55,6 +56,7 @@ function_name = "deploy-patterns-demo-prod"
 production = true
 """
 SMOKE_REQUESTS = 200
+SETTINGS_PARAMETER = settings_parameter_name(FUNCTION)
 
 
 class BackgroundLoop:
@@ -146,7 +148,8 @@ def release_world(aws: FakeAws, root: Path, patch: pytest.MonkeyPatch) -> Iterat
         for name, value in double.env.items():
             patch.setenv(name, value)
         lambda_client = client("lambda", REGION)
-        with AliasFollower(endpoint, lambda_client):
+        # With SSM: a version published with pinned settings answers with its config version.
+        with AliasFollower(endpoint, lambda_client, ssm_client=client("ssm", REGION)):
             world = World(aws, double, endpoint, lambda_client, config_path, outdir, root)
             run_phase(world.context(), Phase.DEPLOY)  # first deployment: v1 takes all traffic
             world.new_version()  # v2 merged and published by the next apply
@@ -187,8 +190,20 @@ class World:
         self.lambda_client, self.config_path, self.outdir = lambda_client, config_path, outdir
         self.history = ReleaseHistory(tmp_path / "state" / "history.jsonl")
 
-    def new_version(self) -> str:
-        version = self.aws.publish_version(FUNCTION)
+    def new_version(self, settings: dict[str, Any] | None = None,
+                    secrets: dict[str, str] | None = None) -> str:
+        """Publish the next version, as the next apply would; with `settings`, pinned to a new
+        version of the settings parameter they are written to (and to `secrets`: secret ->
+        version id), as the stack pins them."""
+        environment = None
+        if settings is not None:
+            parameter_version = self.aws.put_settings(SETTINGS_PARAMETER, settings)
+            environment = {"SETTINGS_PARAMETER": f"{SETTINGS_PARAMETER}:{parameter_version}"}
+            if secrets:
+                environment["SECRETS"] = json.dumps({
+                    name: {"arn": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:{name}",
+                           "version_id": version_id} for name, version_id in secrets.items()})
+        version = self.aws.publish_version(FUNCTION, environment)
         self.double.configure(candidate_version=version)
         return version
 
