@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from release import aws
+from release import aws, gate
 from release import synth as synthesis
 from release.aws import Routing
 from release.config import ALIAS_NAME, PROJECT_ROOT, EnvironmentConfig, ProjectConfig
@@ -129,7 +129,8 @@ def write_phase(directory: Path, variables: Mapping[str, object]) -> Path:
     return path
 
 
-def commit_phase(directory: Path, variables: Mapping[str, object], message: str) -> str | None:
+def commit_phase(directory: Path, variables: Mapping[str, object], message: str,
+                 body: str = "") -> str | None:
     """Write the phase file and commit only it; returns the new commit id (None if unchanged)."""
     path = write_phase(directory, variables)
     relative = path.name  # git runs in `directory`, in whatever repository holds it
@@ -150,7 +151,7 @@ def commit_phase(directory: Path, variables: Mapping[str, object], message: str)
         return None
     git("add", "--", relative)
     # Only this path goes into the commit, whatever else is staged.
-    git("commit", "--quiet", "-m", message, "--", relative)
+    git("commit", "--quiet", "-m", message, *(["-m", body] if body else []), "--", relative)
     return git("rev-parse", "--short", "HEAD")
 
 
@@ -169,23 +170,33 @@ class PhaseCommit:
     phase: Phase
     text: str
     commit: str | None  # None: the phase file already held this phase
+    # What the promotion gate found or why it was skipped ("" where it guards nothing).
+    gate: str = ""
 
     def summary_line(self) -> str:
         where = f"{committed_root().name}/{self.environment}/{PHASE_FILE}"
         if self.commit is None:
-            return (f"{self.phase} {self.environment}: {where} already holds this phase, "
+            line = (f"{self.phase} {self.environment}: {where} already holds this phase, "
                     "nothing to commit")
-        return (f"{self.phase} {self.environment}: committed {self.commit} "
-                f"\"release({self.environment}): {self.text}\" ({where}); push it for the "
-                "workspace to apply")
+        else:
+            line = (f"{self.phase} {self.environment}: committed {self.commit} "
+                    f"\"release({self.environment}): {self.text}\" ({where}); push it for the "
+                    "workspace to apply")
+        return f"{line}; {self.gate}" if self.gate else line
 
 
 def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, kind: Phase,
                          weight: float | None = None, stable_version: str = "auto", *,
+                         skip_gate: str = "",
                          on_status: Callable[[str], None] = lambda text: None) -> PhaseCommit:
     """The phase as a commit of `terraform/<env>/phase.auto.tfvars.json` alone, for a
     VCS-driven Terraform Cloud workspace to apply. `stable_version` "auto" reads it from the
-    live alias."""
+    live alias.
+
+    Where environments.toml declares a promotion gate, a phase that gives the candidate (the
+    newest version AWS has published) traffic is checked first, as when invoke applies it
+    (release/gate.py); a refusal raises before anything is written. `skip_gate` (a reason)
+    skips that check and sets the stack's `promotion_gate_override` in the phase file."""
     directory = committed_root() / environment.name
     synthesis.refresh(config, on_status=on_status)
     stale = differences(environment.stack_dir, directory)
@@ -206,8 +217,17 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
                                       "--stable-version N") from None
     variables = plan_committed(kind, read_phase(directory), live, weight,
                                None if stable_version == "auto" else stable_version)
+    upstream = (config.environment(environment.promotion.after)
+                if environment.promotion is not None else None)
+    if upstream is not None and gate.gives_candidate_traffic(kind, variables.canary_weight):
+        on_status(f"promotion gate: reading {environment.name}'s candidate and {upstream.name}'s "
+                  "alias, code and alarms")
+    checked = gate.check_commit(environment, upstream, kind, variables.canary_weight, live,
+                                skip_gate=skip_gate)
     text = PHASE_TEXT[kind].format(percent=variables.canary_weight * 100,
                                    stable=variables.stable_version or "(none)")
-    commit = commit_phase(directory, variables.as_terraform(),
-                          f"release({environment.name}): {text}")
-    return PhaseCommit(environment.name, kind, text, commit)
+    phase_variables = {**variables.as_terraform(),
+                       **gate.override_variables(environment, checked.skipped)}
+    commit = commit_phase(directory, phase_variables, f"release({environment.name}): {text}",
+                          body=checked.line())
+    return PhaseCommit(environment.name, kind, text, commit, gate=checked.line())
