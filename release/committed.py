@@ -10,6 +10,8 @@ phase is a one-file commit that a pull request shows and reviews like code.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -113,6 +115,18 @@ def check(config: ProjectConfig, outdir: Path, root: Path | None = None) -> None
     if problems:
         raise CommittedError(f"committed Terraform differs from a fresh synth: "
                              f"{'; '.join(problems)}; run `invoke synth` and commit {root.name}/")
+
+
+def committed_code_sha256(directory: Path) -> str:
+    """CodeSha256 (base64 SHA-256, Terraform's `source_code_hash`) of the released function's
+    archive committed in `directory`, the one the stack publishes versions of; "" when the stack
+    has none."""
+    stack = json.loads((directory / STACK_FILE).read_text())
+    for function in stack.get("resource", {}).get("aws_lambda_function", {}).values():
+        archive = directory / str(function.get("filename", ""))
+        if function.get("publish") is True and archive.is_file():
+            return base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode()
+    return ""
 
 
 def read_phase(directory: Path) -> dict[str, object]:
@@ -223,7 +237,9 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
         on_status(f"promotion gate: reading {environment.name}'s candidate and {upstream.name}'s "
                   "alias, code and alarms")
     checked = gate.check_commit(environment, upstream, kind, variables.canary_weight, live,
-                                skip_gate=skip_gate)
+                                skip_gate=skip_gate,
+                                committed_code=committed_code_sha256(directory),
+                                where=f"{committed_root().name}/{environment.name}")
     text = PHASE_TEXT[kind].format(percent=variables.canary_weight * 100,
                                    stable=variables.stable_version or "(none)")
     phase_variables = {**variables.as_terraform(),

@@ -231,12 +231,18 @@ class CommitGate:
 
 def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | None,
                  kind: Phase, weight: float | None, serving: Routing | None, *,
-                 skip_gate: str = "", client: Callable[[str, str], Any] = aws.client,
+                 skip_gate: str = "", committed_code: str = "", where: str = "",
+                 client: Callable[[str, str], Any] = aws.client,
                  now: Callable[[], datetime] | None = None) -> CommitGate:
     """The promotion gate before a phase is committed (--commit): the same evidence and the
     same decision as when invoke applies the phase, read from AWS; raises GateRefused (one line)
     when it refuses or AWS cannot be read. `serving` is this environment's live alias (None when
-    it could not be read); `client(service, region)` makes the AWS clients."""
+    it could not be read); `client(service, region)` makes the AWS clients.
+
+    The candidate is the newest version AWS has published: the workspace applied the code.
+    `committed_code` (the CodeSha256 of the function archive committed at `where`, "" when
+    unknown) must be its code; otherwise the workspace would publish other code and give it
+    traffic in the same run, code whose evidence nobody has read."""
     settings = environment.promotion
     if settings is None or upstream is None or not gives_candidate_traffic(kind, weight):
         return CommitGate()
@@ -258,6 +264,13 @@ def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | N
     except aws.AwsError as error:
         raise GateRefused(f"promotion gate: cannot read {environment.name} in AWS ({error}); "
                           f"it needs {fix}") from None
+    if committed_code and committed_code != candidate.code_sha256:
+        raise GateRefused(
+            f"promotion gate: {where or environment.name} holds code {_short(committed_code)} "
+            f"that {environment.name} has not published yet (its newest version, "
+            f"v{candidate.version}, is code {_short(candidate.code_sha256)}): let the workspace "
+            f"apply it at weight 0 first (`invoke deploy --env {environment.name} --commit`), "
+            "then commit this phase")
     if serving.primary_version == candidate.version:
         return CommitGate()
     moment = (now or wall_clock)()

@@ -216,3 +216,45 @@ def test_approved_by_with_commit_stays_rejected(world, repo):
     assert_refused(world, repo, ("promote", "--commit", "--approved-by=Ada"),
                    "--commit leaves the apply to the Terraform Cloud workspace, whose manual "
                    "apply is the approval: drop --approved-by (docs/terraform-cloud.md)")
+
+
+def commit_function_archive(world, root: Path, code: bytes) -> None:
+    """terraform/dev as a synth with this function archive leaves it, committed."""
+    stack_dir = world.outdir / "stacks" / "dev"
+    stack = json.loads((stack_dir / "cdk.tf.json").read_text())
+    stack["resource"] = {"aws_lambda_function": {"function": {
+        "function_name": FUNCTION, "filename": "assets/function_code/demo.zip", "publish": True,
+        "source_code_hash": '${filebase64sha256("assets/function_code/demo.zip")}'}}}
+    (stack_dir / "cdk.tf.json").write_text(json.dumps(stack, indent=2))
+    (stack_dir / "assets" / "function_code").mkdir(parents=True, exist_ok=True)
+    (stack_dir / "assets" / "function_code" / "demo.zip").write_bytes(code)
+    committed.write(stack_dir, root / "dev")
+    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "add", "."], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "synth: new code"], cwd=root, check=True)
+
+
+def test_committed_code_not_yet_published_is_refused(world, repo, monkeypatch):
+    """terraform/dev holds code the workspace has not applied: the newest published version is
+    not what the phase would give traffic to, so its evidence says nothing about it."""
+    commit_function_archive(world, repo, code_zip("# merged, not applied yet\n"))
+    at(monkeypatch, staging_published(world) + timedelta(hours=2))
+    before = (phase_file(repo), git_log(repo))
+    run = world.run_task("canary", "--weight=0.1", "--commit")
+    assert run.exit_code != 0 and run.stdout == "" and len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("error: promotion gate: terraform/dev holds code ")
+    assert ("that dev has not published yet (its newest version, v3, is code "
+            in run.stderr)
+    assert run.stderr.rstrip().endswith(
+        "let the workspace apply it at weight 0 first (`invoke deploy --env dev --commit`), then "
+        "commit this phase")
+    assert (phase_file(repo), git_log(repo)) == before
+
+
+def test_committed_code_the_workspace_published_goes_ahead(world, repo, monkeypatch):
+    commit_function_archive(world, repo, SAME_CODE)
+    at(monkeypatch, staging_published(world) + timedelta(minutes=45))
+    run = world.run_task("promote", "--commit")
+    assert run.exit_code == 0, run.stderr
+    assert phase_file(repo) == {"canary_weight": 1.0, "stable_version": "1"}
+    assert "promotion gate: staging served v1" in run.stdout
