@@ -218,6 +218,10 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
         raise CommittedError(
             f"{committed_root().name}/{environment.name} is stale ({stale[0]}): run `invoke synth` "
             "and commit it first, so that the phase commit holds only the phase")
+    upstream = (config.environment(environment.promotion.after)
+                if environment.promotion is not None else None)
+    gated = upstream is not None and not skip_gate and gate.gives_candidate_traffic(
+        kind, 1.0 if kind == Phase.PROMOTE else weight)
     live: Routing | None = None
     if stable_version == "auto" or kind == Phase.DEPLOY:
         try:
@@ -225,15 +229,15 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
             live = aws.read_alias(aws.client("lambda", environment.region),
                                   environment.function_name, ALIAS_NAME).routing
         except aws.AwsError as error:
+            if gated and upstream is not None:  # --stable-version would not do: the gate reads AWS
+                raise gate.unreadable(environment, upstream, error) from None
             # A rollback returns to the committed stable version: it needs no live alias.
             if stable_version == "auto" and kind != Phase.ROLLBACK:
                 raise PhaseInputError(f"cannot read the live alias ({error}); pass "
                                       "--stable-version N") from None
     variables = plan_committed(kind, read_phase(directory), live, weight,
                                None if stable_version == "auto" else stable_version)
-    upstream = (config.environment(environment.promotion.after)
-                if environment.promotion is not None else None)
-    if upstream is not None and gate.gives_candidate_traffic(kind, variables.canary_weight):
+    if gated and upstream is not None:
         on_status(f"promotion gate: reading {environment.name}'s candidate and {upstream.name}'s "
                   "alias, code and alarms")
     checked = gate.check_commit(environment, upstream, kind, variables.canary_weight, live,

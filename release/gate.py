@@ -229,6 +229,14 @@ class CommitGate:
         return ""
 
 
+def unreadable(environment: EnvironmentConfig, upstream: EnvironmentConfig,
+               error: Exception) -> GateRefused:
+    """The refusal of a committed phase whose candidate AWS cannot show (no credentials)."""
+    return GateRefused(f"promotion gate: cannot read {environment.name} in AWS ({error}); it "
+                       f"needs AWS credentials that can read {environment.name} and "
+                       f"{upstream.name}, or --skip-gate REASON")
+
+
 def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | None,
                  kind: Phase, weight: float | None, serving: Routing | None, *,
                  skip_gate: str = "", committed_code: str = "", where: str = "",
@@ -248,8 +256,6 @@ def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | N
         return CommitGate()
     if skip_gate:
         return CommitGate(skipped=skip_gate)
-    fix = (f"AWS credentials that can read {environment.name} and {upstream.name}, or --skip-gate "
-           "REASON")
     try:
         aws.preflight_credentials(environment.region)
         lambda_client = client("lambda", environment.region)
@@ -262,8 +268,7 @@ def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | N
                               "yet: let the workspace apply the first deployment")
         candidate = aws.version_code(lambda_client, environment.function_name, version)
     except aws.AwsError as error:
-        raise GateRefused(f"promotion gate: cannot read {environment.name} in AWS ({error}); "
-                          f"it needs {fix}") from None
+        raise unreadable(environment, upstream, error) from None
     if committed_code and committed_code != candidate.code_sha256:
         raise GateRefused(
             f"promotion gate: {where or environment.name} holds code {_short(committed_code)} "

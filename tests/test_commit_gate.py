@@ -176,12 +176,14 @@ def test_skip_gate_commits_the_override_and_the_next_phase_drops_it(world, repo,
     assert phase_file(repo) == {"canary_weight": 0.0, "stable_version": "1"}
 
 
-def test_without_aws_credentials_the_gate_names_the_fix(world, repo, monkeypatch):
+@pytest.mark.parametrize("args", [("canary", "--weight=0.1", "--commit", "--stable-version=1"),
+                                  ("promote", "--commit")])
+def test_without_aws_credentials_the_gate_names_the_fix(world, repo, monkeypatch, args):
+    at(monkeypatch, staging_published(world) + timedelta(hours=2))
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)
-    at(monkeypatch, staging_published(world) + timedelta(hours=2))
     before = (phase_file(repo), git_log(repo))
-    run = world.run_task("canary", "--weight=0.1", "--commit", "--stable-version=1")
+    run = world.run_task(*args)
     assert run.exit_code != 0 and run.stdout == ""
     assert len(run.stderr.splitlines()) == 1, run.stderr
     assert run.stderr.startswith("error: promotion gate: cannot read dev in AWS (no AWS "
