@@ -230,7 +230,7 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
                                   environment.function_name, ALIAS_NAME).routing
         except aws.AwsError as error:
             if gated and upstream is not None:  # --stable-version would not do: the gate reads AWS
-                raise gate.unreadable(environment, upstream, error) from None
+                gate.require_credentials(environment, upstream)
             # A rollback returns to the committed stable version: it needs no live alias.
             if stable_version == "auto" and kind != Phase.ROLLBACK:
                 raise PhaseInputError(f"cannot read the live alias ({error}); pass "

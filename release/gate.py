@@ -229,12 +229,15 @@ class CommitGate:
         return ""
 
 
-def unreadable(environment: EnvironmentConfig, upstream: EnvironmentConfig,
-               error: Exception) -> GateRefused:
-    """The refusal of a committed phase whose candidate AWS cannot show (no credentials)."""
-    return GateRefused(f"promotion gate: cannot read {environment.name} in AWS ({error}); it "
-                       f"needs AWS credentials that can read {environment.name} and "
-                       f"{upstream.name}, or --skip-gate REASON")
+def require_credentials(environment: EnvironmentConfig, upstream: EnvironmentConfig) -> None:
+    """Raise GateRefused, naming the fix, when no AWS credentials are there to read the
+    evidence of a committed phase."""
+    try:
+        aws.preflight_credentials(environment.region)
+    except aws.AwsError as error:
+        raise GateRefused(f"promotion gate: cannot read {environment.name} in AWS ({error}); it "
+                          f"needs AWS credentials that can read {environment.name} and "
+                          f"{upstream.name}, or --skip-gate REASON") from None
 
 
 def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | None,
@@ -256,8 +259,8 @@ def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | N
         return CommitGate()
     if skip_gate:
         return CommitGate(skipped=skip_gate)
+    require_credentials(environment, upstream)
     try:
-        aws.preflight_credentials(environment.region)
         lambda_client = client("lambda", environment.region)
         if serving is None:
             serving = aws.read_alias(lambda_client, environment.function_name,
@@ -268,7 +271,8 @@ def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | N
                               "yet: let the workspace apply the first deployment")
         candidate = aws.version_code(lambda_client, environment.function_name, version)
     except aws.AwsError as error:
-        raise unreadable(environment, upstream, error) from None
+        raise GateRefused(f"promotion gate: cannot read {environment.name}'s candidate: "
+                          f"{error}") from None
     if committed_code and committed_code != candidate.code_sha256:
         raise GateRefused(
             f"promotion gate: {where or environment.name} holds code {_short(committed_code)} "

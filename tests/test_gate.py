@@ -259,6 +259,15 @@ def test_the_commit_gate_refuses_in_aws_with_an_injected_clock(fake_aws):
     assert passed.line().startswith("promotion gate: staging served v1 (code ")
 
 
+def test_a_commit_gate_for_an_environment_not_deployed_says_so(fake_aws):
+    config = environments()
+    with pytest.raises(GateRefused) as refused:
+        check_commit(config.environment("prod"), config.environment("staging"), Phase.PROMOTE,
+                     1.0, None, now=lambda: NOW)
+    assert str(refused.value).startswith(f"promotion gate: cannot read prod's candidate: Lambda "
+                                         f"alias {FUNCTION}:production not found in eu-west-1")
+
+
 # ------------------------------------------------------------------ the evidence in AWS
 
 
