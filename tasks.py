@@ -56,7 +56,8 @@ APPROVED_BY_HELP = ("Name of the human who approves this release where environme
                     "recorded in the history.")
 SKIP_GATE_HELP = ("Release although the promotion gate (what promotion.after serves, its soak "
                   "and alarms) refuses; the reason is recorded in the history and shown by "
-                  "`invoke status`.")
+                  "`invoke status` (with --commit: in the commit message, and as "
+                  "promotion_gate_override in the phase file).")
 GATE_HELP = {"approved_by": APPROVED_BY_HELP, "skip_gate": SKIP_GATE_HELP}
 PHASE_HELP = {"env": ENV_HELP, "no_smoke": NO_SMOKE_HELP, "requests": REQUESTS_HELP,
               "json": JSON_HELP, "lock_timeout": LOCK_TIMEOUT_HELP, "remote": REMOTE_HELP,
@@ -127,7 +128,8 @@ def _phase(env: str, kind: Phase, weight: float | None = None, *, commit: bool,
     with ConsoleProgress() as progress:
         if commit:
             done = committed.commit_release_phase(config, environment, kind, weight,
-                                                  stable_version, on_status=progress.status)
+                                                  stable_version, skip_gate=gate_flags[1],
+                                                  on_status=progress.status)
         else:
             with open_release(config, environment, kind, progress, lock_timeout=lock_timeout,
                               remote=remote, options=options) as context:

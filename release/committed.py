@@ -10,6 +10,8 @@ phase is a one-file commit that a pull request shows and reviews like code.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from release import aws
+from release import aws, gate
 from release import synth as synthesis
 from release.aws import Routing
 from release.config import ALIAS_NAME, PROJECT_ROOT, EnvironmentConfig, ProjectConfig
@@ -115,6 +117,18 @@ def check(config: ProjectConfig, outdir: Path, root: Path | None = None) -> None
                              f"{'; '.join(problems)}; run `invoke synth` and commit {root.name}/")
 
 
+def committed_code_sha256(directory: Path) -> str:
+    """CodeSha256 (base64 SHA-256, Terraform's `source_code_hash`) of the released function's
+    archive committed in `directory`, the one the stack publishes versions of; "" when the stack
+    has none."""
+    stack = json.loads((directory / STACK_FILE).read_text())
+    for function in stack.get("resource", {}).get("aws_lambda_function", {}).values():
+        archive = directory / str(function.get("filename", ""))
+        if function.get("publish") is True and archive.is_file():
+            return base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode()
+    return ""
+
+
 def read_phase(directory: Path) -> dict[str, object]:
     path = directory / PHASE_FILE
     if not path.is_file():
@@ -129,7 +143,8 @@ def write_phase(directory: Path, variables: Mapping[str, object]) -> Path:
     return path
 
 
-def commit_phase(directory: Path, variables: Mapping[str, object], message: str) -> str | None:
+def commit_phase(directory: Path, variables: Mapping[str, object], message: str,
+                 body: str = "") -> str | None:
     """Write the phase file and commit only it; returns the new commit id (None if unchanged)."""
     path = write_phase(directory, variables)
     relative = path.name  # git runs in `directory`, in whatever repository holds it
@@ -150,7 +165,7 @@ def commit_phase(directory: Path, variables: Mapping[str, object], message: str)
         return None
     git("add", "--", relative)
     # Only this path goes into the commit, whatever else is staged.
-    git("commit", "--quiet", "-m", message, "--", relative)
+    git("commit", "--quiet", "-m", message, *(["-m", body] if body else []), "--", relative)
     return git("rev-parse", "--short", "HEAD")
 
 
@@ -169,23 +184,33 @@ class PhaseCommit:
     phase: Phase
     text: str
     commit: str | None  # None: the phase file already held this phase
+    # What the promotion gate found or why it was skipped ("" where it guards nothing).
+    gate: str = ""
 
     def summary_line(self) -> str:
         where = f"{committed_root().name}/{self.environment}/{PHASE_FILE}"
         if self.commit is None:
-            return (f"{self.phase} {self.environment}: {where} already holds this phase, "
+            line = (f"{self.phase} {self.environment}: {where} already holds this phase, "
                     "nothing to commit")
-        return (f"{self.phase} {self.environment}: committed {self.commit} "
-                f"\"release({self.environment}): {self.text}\" ({where}); push it for the "
-                "workspace to apply")
+        else:
+            line = (f"{self.phase} {self.environment}: committed {self.commit} "
+                    f"\"release({self.environment}): {self.text}\" ({where}); push it for the "
+                    "workspace to apply")
+        return f"{line}; {self.gate}" if self.gate else line
 
 
 def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, kind: Phase,
                          weight: float | None = None, stable_version: str = "auto", *,
+                         skip_gate: str = "",
                          on_status: Callable[[str], None] = lambda text: None) -> PhaseCommit:
     """The phase as a commit of `terraform/<env>/phase.auto.tfvars.json` alone, for a
     VCS-driven Terraform Cloud workspace to apply. `stable_version` "auto" reads it from the
-    live alias."""
+    live alias.
+
+    Where environments.toml declares a promotion gate, a phase that gives the candidate (the
+    newest version AWS has published) traffic is checked first, as when invoke applies it
+    (release/gate.py); a refusal raises before anything is written. `skip_gate` (a reason)
+    skips that check and sets the stack's `promotion_gate_override` in the phase file."""
     directory = committed_root() / environment.name
     synthesis.refresh(config, on_status=on_status)
     stale = differences(environment.stack_dir, directory)
@@ -193,6 +218,10 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
         raise CommittedError(
             f"{committed_root().name}/{environment.name} is stale ({stale[0]}): run `invoke synth` "
             "and commit it first, so that the phase commit holds only the phase")
+    upstream = (config.environment(environment.promotion.after)
+                if environment.promotion is not None else None)
+    gated = upstream is not None and not skip_gate and gate.gives_candidate_traffic(
+        kind, 1.0 if kind == Phase.PROMOTE else weight)
     live: Routing | None = None
     if stable_version == "auto" or kind == Phase.DEPLOY:
         try:
@@ -200,14 +229,25 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
             live = aws.read_alias(aws.client("lambda", environment.region),
                                   environment.function_name, ALIAS_NAME).routing
         except aws.AwsError as error:
+            if gated and upstream is not None:  # --stable-version would not do: the gate reads AWS
+                gate.require_credentials(environment, upstream)
             # A rollback returns to the committed stable version: it needs no live alias.
             if stable_version == "auto" and kind != Phase.ROLLBACK:
                 raise PhaseInputError(f"cannot read the live alias ({error}); pass "
                                       "--stable-version N") from None
     variables = plan_committed(kind, read_phase(directory), live, weight,
                                None if stable_version == "auto" else stable_version)
+    if gated and upstream is not None:
+        on_status(f"promotion gate: reading {environment.name}'s candidate and {upstream.name}'s "
+                  "alias, code and alarms")
+    checked = gate.check_commit(environment, upstream, kind, variables.canary_weight, live,
+                                skip_gate=skip_gate,
+                                committed_code=committed_code_sha256(directory),
+                                where=f"{committed_root().name}/{environment.name}")
     text = PHASE_TEXT[kind].format(percent=variables.canary_weight * 100,
                                    stable=variables.stable_version or "(none)")
-    commit = commit_phase(directory, variables.as_terraform(),
-                          f"release({environment.name}): {text}")
-    return PhaseCommit(environment.name, kind, text, commit)
+    phase_variables = {**variables.as_terraform(),
+                       **gate.override_variables(environment, checked.skipped)}
+    commit = commit_phase(directory, phase_variables, f"release({environment.name}): {text}",
+                          body=checked.line())
+    return PhaseCommit(environment.name, kind, text, commit, gate=checked.line())

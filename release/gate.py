@@ -25,17 +25,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from release import aws
 from release.aws import AlarmState, Routing, VersionCode
-from release.config import ALIAS_NAME, EnvironmentConfig, PromotionSettings
+from release.config import (
+    ALIAS_NAME,
+    PROMOTION_OVERRIDE_VARIABLE,
+    EnvironmentConfig,
+    PromotionSettings,
+)
 from release.errors import ReleaseError
+from release.kinds import Phase
 
 
 class GateFlagError(ReleaseError):
     """--approved-by or --skip-gate that cannot be used, or a required approval missing."""
+
+
+class GateRefused(ReleaseError):
+    """The promotion gate refused a phase before anything was written or applied."""
+
+
+def wall_clock() -> datetime:
+    """The time the evidence is judged at (tests replace it)."""
+    return datetime.now(UTC)
 
 
 def release_pins(code: VersionCode) -> dict[str, str]:
@@ -139,17 +154,17 @@ def gate_flags(environment: EnvironmentConfig, approved_by: str, skip_gate: str,
             raise GateFlagError(f"{name} has no promotion gate (no promotion table in "
                                 "environments.toml): drop --approved-by and --skip-gate")
         return "", ""
-    if commit and (approved_by or skip_gate):
+    if commit and approved_by:
         raise GateFlagError("--commit leaves the apply to the Terraform Cloud workspace, whose "
-                            "manual apply is the approval: drop --approved-by and --skip-gate "
+                            "manual apply is the approval: drop --approved-by "
                             "(docs/terraform-cloud.md)")
     if skip_gate and not skip_gate.strip():
         raise GateFlagError("--skip-gate needs a reason, e.g. --skip-gate \"hotfix INC-42\"")
     if approved_by and not approved_by.strip():
         raise GateFlagError("--approved-by needs the approver's name, e.g. --approved-by "
                             "\"Ada Lovelace\"")
-    if commit:
-        return "", ""
+    if commit:  # the approver is whoever confirms the workspace's run
+        return "", skip_gate.strip()
     return approver(settings, name, approved_by, ask), skip_gate.strip()
 
 
@@ -168,3 +183,116 @@ def approver(settings: PromotionSettings, environment: str, approved_by: str,
         raise GateFlagError(f"{environment} requires a named approval (promotion.approval = "
                             "\"required\"): pass --approved-by NAME")
     return name
+
+
+# ---------------------------------------------------------------------- --commit (VCS mode)
+
+def gives_candidate_traffic(kind: Phase, weight: float | None) -> bool:
+    """Whether a committed phase can give the candidate traffic (what the gate guards): a
+    canary above 0 and a promote; a deploy at 0 and a rollback cannot."""
+    return kind == Phase.PROMOTE or (kind in (Phase.CANARY, Phase.ROLLOUT_STEP)
+                                     and (weight or 0.0) > 0)
+
+
+def override_variables(environment: EnvironmentConfig, skip_gate: str) -> dict[str, str]:
+    """The plan-time gate's override a committed phase file carries: the --skip-gate reason,
+    where the stack has the variable (plan_check); the next phase file, written whole, drops it."""
+    promotion = environment.promotion
+    if promotion is None or not promotion.plan_check or not skip_gate:
+        return {}
+    return {PROMOTION_OVERRIDE_VARIABLE: skip_gate}
+
+
+def decide_commit(kind: Phase, weight: float | None, serving: Routing | None,
+                  candidate: VersionCode, evidence: UpstreamEvidence,
+                  settings: PromotionSettings, now: datetime) -> GateDecision | None:
+    """The gate's decision on a phase committed for the workspace to apply, from what this
+    environment serves, its newest published version (the candidate) and the `after`
+    environment's evidence; None where it has nothing to guard: the phase gives no traffic, or
+    the candidate serves everything already (a rerun of a promote that was applied)."""
+    if not gives_candidate_traffic(kind, weight):
+        return None
+    if serving is not None and serving.primary_version == candidate.version:
+        return None
+    return decide(evidence, candidate.version, release_pins(candidate), settings, now)
+
+
+@dataclass(frozen=True)
+class CommitGate:
+    """What the gate said about a committed phase, for its summary and commit message."""
+
+    skipped: str = ""        # the --skip-gate reason
+    decision: GateDecision | None = None
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"promotion gate skipped (not checked): {self.skipped}"
+        if self.decision is not None:
+            return f"promotion gate: {self.decision.detail}"
+        return ""
+
+
+def require_credentials(environment: EnvironmentConfig, upstream: EnvironmentConfig) -> None:
+    """Raise GateRefused, naming the fix, when no AWS credentials are there to read the
+    evidence of a committed phase."""
+    try:
+        aws.preflight_credentials(environment.region)
+    except aws.AwsError as error:
+        raise GateRefused(f"promotion gate: cannot read {environment.name} in AWS ({error}); it "
+                          f"needs AWS credentials that can read {environment.name} and "
+                          f"{upstream.name}, or --skip-gate REASON") from None
+
+
+def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | None,
+                 kind: Phase, weight: float | None, serving: Routing | None, *,
+                 skip_gate: str = "", committed_code: str = "", where: str = "",
+                 client: Callable[[str, str], Any] = aws.client,
+                 now: Callable[[], datetime] | None = None) -> CommitGate:
+    """The promotion gate before a phase is committed (--commit): the same evidence and the
+    same decision as when invoke applies the phase, read from AWS; raises GateRefused (one line)
+    when it refuses or AWS cannot be read. `serving` is this environment's live alias (None when
+    it could not be read); `client(service, region)` makes the AWS clients.
+
+    The candidate is the newest version AWS has published: the workspace applied the code.
+    `committed_code` (the CodeSha256 of the function archive committed at `where`, "" when
+    unknown) must be its code; otherwise the workspace would publish other code and give it
+    traffic in the same run, code whose evidence nobody has read."""
+    settings = environment.promotion
+    if settings is None or upstream is None or not gives_candidate_traffic(kind, weight):
+        return CommitGate()
+    if skip_gate:
+        return CommitGate(skipped=skip_gate)
+    require_credentials(environment, upstream)
+    try:
+        lambda_client = client("lambda", environment.region)
+        if serving is None:
+            serving = aws.read_alias(lambda_client, environment.function_name,
+                                     ALIAS_NAME).routing
+        version = aws.latest_published_version(lambda_client, environment.function_name)
+        if not version:
+            raise GateRefused(f"promotion gate: {environment.name} has no published version "
+                              "yet: let the workspace apply the first deployment")
+        candidate = aws.version_code(lambda_client, environment.function_name, version)
+    except aws.AwsError as error:
+        raise GateRefused(f"promotion gate: cannot read {environment.name}'s candidate: "
+                          f"{error}") from None
+    if committed_code and committed_code != candidate.code_sha256:
+        raise GateRefused(
+            f"promotion gate: {where or environment.name} holds code {_short(committed_code)} "
+            f"that {environment.name} has not published yet (its newest version, "
+            f"v{candidate.version}, is code {_short(candidate.code_sha256)}): let the workspace "
+            f"apply it at weight 0 first (`invoke deploy --env {environment.name} --commit`), "
+            "then commit this phase")
+    if serving.primary_version == candidate.version:
+        return CommitGate()
+    moment = (now or wall_clock)()
+    try:
+        evidence = read_evidence(client("lambda", upstream.region),
+                                 client("cloudwatch", upstream.region), upstream,
+                                 settings.soak_minutes, moment)
+    except aws.AwsError as error:
+        raise GateRefused(f"promotion gate: no evidence from {upstream.name}: {error}") from None
+    decision = decide_commit(kind, weight, serving, candidate, evidence, settings, moment)
+    if decision is not None and not decision.passed:
+        raise GateRefused(f"promotion gate: {decision.detail}")
+    return CommitGate(decision=decision)

@@ -1,5 +1,7 @@
 """The committed Terraform (terraform/<env>/) that Terraform Cloud VCS-driven runs apply."""
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +36,21 @@ def test_committed_directory_is_self_contained(environment):
         "main.tf", "variables.tf", "outputs.tf"}
     assert json.loads((directory / committed.PHASE_FILE).read_text()).keys() == {
         "canary_weight", "stable_version"}
+
+
+@pytest.mark.parametrize("environment", PROJECT_ENVIRONMENTS)
+def test_committed_code_is_the_released_function_archive(environment):
+    """What the promotion gate with --commit compares with the published candidate: the
+    archive of the function that publishes versions (not the auto-rollback function's)."""
+    directory = committed.committed_root() / environment
+    stack = json.loads((directory / "cdk.tf.json").read_text())
+    released = [function for function in stack["resource"]["aws_lambda_function"].values()
+                if function.get("publish") is True]
+    assert len(released) == 1 and released[0]["source_code_hash"] == (
+        f'${{filebase64sha256("{released[0]["filename"]}")}}')
+    digest = hashlib.sha256((directory / released[0]["filename"]).read_bytes()).digest()
+    assert committed.committed_code_sha256(directory) == base64.b64encode(digest).decode()
+    assert committed.committed_code_sha256(committed.committed_root() / "account-eu-west-1") == ""
 
 
 def provider_free_root(directory: Path, workdir: Path) -> Path:

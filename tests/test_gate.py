@@ -13,10 +13,22 @@ from pathlib import Path
 import pytest
 
 from fakes.release_world import FUNCTION
-from release.aws import AlarmState, Routing, lambda_timestamp
+from release.aws import AlarmState, Routing, VersionCode, lambda_timestamp
 from release.config import PromotionSettings, parse_config
 from release.context import ReleaseContext, RunnerOptions
-from release.gate import GateFlagError, UpstreamEvidence, decide, gate_flags, read_evidence
+from release.gate import (
+    CommitGate,
+    GateFlagError,
+    GateRefused,
+    UpstreamEvidence,
+    check_commit,
+    decide,
+    decide_commit,
+    gate_flags,
+    gives_candidate_traffic,
+    override_variables,
+    read_evidence,
+)
 from release.kinds import Outcome, Phase
 from release.phases import PhaseVariables
 from release.runner import PhaseFailed, refusal, run_phase
@@ -158,6 +170,113 @@ def test_without_a_terminal_a_required_approval_needs_the_flag():
 def test_approval_none_needs_no_name():
     prod = environments('promotion = { after = "staging", approval = "none" }').environment("prod")
     assert gate_flags(prod, "", "hotfix", commit=False, ask=None) == ("", "hotfix")
+
+
+def test_commit_takes_skip_gate_and_leaves_the_approval_to_the_workspace():
+    prod = environments().environment("prod")
+    assert gate_flags(prod, "", " hotfix INC-42 ", commit=True, ask=None) == ("", "hotfix INC-42")
+    # approval = "required": the workspace's manual apply is the approval, nobody is asked.
+    assert gate_flags(prod, "", "", commit=True, ask=lambda prompt: "Ada") == ("", "")
+    with pytest.raises(GateFlagError, match="drop --approved-by"):
+        gate_flags(prod, "Ada", "", commit=True, ask=None)
+    with pytest.raises(GateFlagError, match="--skip-gate needs a reason"):
+        gate_flags(prod, "", "  ", commit=True, ask=None)
+
+
+# ------------------------------------------------------------------ the gate with --commit
+
+CANDIDATE = VersionCode("12", STAGING_CODE, NOW - timedelta(minutes=5))
+
+
+@pytest.mark.parametrize("kind, weight, gives", [
+    (Phase.CANARY, 0.1, True), (Phase.CANARY, 0.0, False), (Phase.PROMOTE, 1.0, True),
+    (Phase.ROLLOUT_STEP, 0.5, True), (Phase.DEPLOY, 0.0, False), (Phase.ROLLBACK, 0.0, False)])
+def test_which_committed_phases_give_the_candidate_traffic(kind, weight, gives):
+    assert gives_candidate_traffic(kind, weight) is gives
+
+
+def test_a_committed_canary_is_decided_as_an_applied_one():
+    short = decide_commit(Phase.CANARY, 0.1, Routing("11"), CANDIDATE,
+                          evidence(serving_for=timedelta(minutes=12)), SOAK, NOW)
+    assert short is not None and not short.passed
+    assert short.detail == "staging serves v7 since 12 min; 30 needed"
+    other = decide_commit(Phase.PROMOTE, 1.0, Routing("11", {"12": 0.1}),
+                          replace(CANDIDATE, code_sha256=OTHER_CODE), evidence(), SOAK, NOW)
+    assert other is not None and other.detail.endswith("(v12): release it in staging first")
+    soaked = decide_commit(Phase.CANARY, 0.1, Routing("11"), CANDIDATE, evidence(), SOAK, NOW)
+    assert soaked is not None and soaked.passed
+
+
+def test_a_committed_phase_without_traffic_or_for_a_serving_candidate_is_not_decided():
+    refusing = evidence(serving_for=timedelta(0))
+    assert decide_commit(Phase.CANARY, 0.0, Routing("11"), CANDIDATE, refusing, SOAK, NOW) is None
+    assert decide_commit(Phase.ROLLBACK, 0.0, Routing("11"), CANDIDATE, refusing, SOAK,
+                         NOW) is None
+    # A rerun of a promote the workspace applied: v12 has had its traffic.
+    assert decide_commit(Phase.PROMOTE, 1.0, Routing("12"), CANDIDATE, refusing, SOAK,
+                         NOW) is None
+
+
+def test_the_committed_override_is_the_skip_reason_where_the_stack_has_the_variable():
+    config = environments()
+    prod, staging = config.environment("prod"), config.environment("staging")
+    assert override_variables(prod, "hotfix INC-42") == {
+        "promotion_gate_override": "hotfix INC-42"}
+    assert override_variables(prod, "") == {}
+    assert override_variables(staging, "hotfix INC-42") == {}  # no gate, no variable
+    elsewhere = environments('promotion = { after = "staging", plan_check = false }')
+    assert override_variables(elsewhere.environment("prod"), "hotfix INC-42") == {}
+
+
+def test_a_skipped_commit_gate_reads_nothing_from_aws(monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    config = environments()
+    prod, staging = config.environment("prod"), config.environment("staging")
+
+    def no_aws(service: str, region: str):
+        raise AssertionError(f"read {service} in {region}")
+    checked = check_commit(prod, staging, Phase.CANARY, 0.1, None, skip_gate="hotfix INC-42",
+                           client=no_aws, now=lambda: NOW)
+    assert checked == CommitGate(skipped="hotfix INC-42")
+    assert checked.line() == "promotion gate skipped (not checked): hotfix INC-42"
+    assert check_commit(prod, staging, Phase.ROLLBACK, 0.0, None, client=no_aws) == CommitGate()
+    assert check_commit(staging, None, Phase.PROMOTE, 1.0, None, client=no_aws) == CommitGate()
+
+
+def test_the_commit_gate_refuses_in_aws_with_an_injected_clock(fake_aws):
+    config = environments()
+    prod, staging = config.environment("prod"), config.environment("staging")
+    code = code_zip("def lambda_handler(event, context):\n    return {}\n")
+    for function in (UPSTREAM, FUNCTION):
+        fake_aws.create_function(function)
+        fake_aws.lambda_client.update_function_code(FunctionName=function, ZipFile=code)
+        fake_aws.lambda_client.publish_version(FunctionName=function)
+        fake_aws.set_routing(function, "1")
+    fake_aws.lambda_client.update_function_code(FunctionName=FUNCTION, ZipFile=code_zip("# 2"))
+    fake_aws.lambda_client.publish_version(FunctionName=FUNCTION)
+    fake_aws.lambda_client.update_function_code(FunctionName=FUNCTION, ZipFile=code)
+    assert fake_aws.lambda_client.publish_version(FunctionName=FUNCTION)["Version"] == "3"
+    staging_published = lambda_timestamp(fake_aws.lambda_client.get_function_configuration(
+        FunctionName=UPSTREAM, Qualifier="1")["LastModified"])
+
+    with pytest.raises(GateRefused) as refused:
+        check_commit(prod, staging, Phase.CANARY, 0.1, None,
+                     now=lambda: staging_published + timedelta(minutes=29, seconds=59))
+    assert str(refused.value) == "promotion gate: staging serves v1 since 29 min; 30 needed"
+    passed = check_commit(prod, staging, Phase.PROMOTE, 1.0, Routing("1"),
+                          now=lambda: staging_published + timedelta(minutes=30))
+    assert passed.decision is not None and passed.decision.passed
+    assert passed.line().startswith("promotion gate: staging served v1 (code ")
+
+
+def test_a_commit_gate_for_an_environment_not_deployed_says_so(fake_aws):
+    config = environments()
+    with pytest.raises(GateRefused) as refused:
+        check_commit(config.environment("prod"), config.environment("staging"), Phase.PROMOTE,
+                     1.0, None, now=lambda: NOW)
+    assert str(refused.value).startswith(f"promotion gate: cannot read prod's candidate: Lambda "
+                                         f"alias {FUNCTION}:production not found in eu-west-1")
 
 
 # ------------------------------------------------------------------ the evidence in AWS

@@ -172,10 +172,13 @@ GATE_CASES = {
         '--skip-gate needs a reason, e.g. --skip-gate "hotfix INC-42"'),
     "promote --approved-by a blank name": (
         ("promote", "--env=prod", "--approved-by= "), "--approved-by needs the approver's name"),
+    "canary --commit --skip-gate with a blank reason": (
+        ("canary", "--weight=0.1", "--env=prod", "--commit", "--skip-gate= "),
+        '--skip-gate needs a reason, e.g. --skip-gate "hotfix INC-42"'),
     "canary --commit --approved-by": (
         ("canary", "--weight=0.1", "--env=prod", "--commit", "--approved-by=Ada"),
         "--commit leaves the apply to the Terraform Cloud workspace, whose manual apply is the "
-        "approval"),
+        "approval: drop --approved-by (docs/terraform-cloud.md)"),
 }
 
 
