@@ -23,7 +23,13 @@ from pathlib import Path
 from release import aws, gate
 from release import synth as synthesis
 from release.aws import Routing
-from release.config import ALIAS_NAME, PROJECT_ROOT, EnvironmentConfig, ProjectConfig
+from release.config import (
+    ALIAS_NAME,
+    PROJECT_ROOT,
+    SHARED_SETTINGS_VARIABLE,
+    EnvironmentConfig,
+    ProjectConfig,
+)
 from release.errors import ReleaseError
 from release.kinds import Phase
 from release.phases import PhaseInputError, plan_committed
@@ -117,16 +123,20 @@ def check(config: ProjectConfig, outdir: Path, root: Path | None = None) -> None
                              f"{'; '.join(problems)}; run `invoke synth` and commit {root.name}/")
 
 
-def committed_code_sha256(directory: Path) -> str:
-    """CodeSha256 (base64 SHA-256, Terraform's `source_code_hash`) of the released function's
-    archive committed in `directory`, the one the stack publishes versions of; "" when the stack
-    has none."""
+def committed_release_pins(directory: Path) -> dict[str, str]:
+    """What the released function committed in `directory` (the one the stack publishes versions
+    of) would release, by the promotion gate's pin names (release/gate.py `release_pins`): the
+    CodeSha256 of its archive (base64 SHA-256, Terraform's `source_code_hash`) and its shared
+    settings fingerprint; {} when the stack has none."""
     stack = json.loads((directory / STACK_FILE).read_text())
     for function in stack.get("resource", {}).get("aws_lambda_function", {}).values():
         archive = directory / str(function.get("filename", ""))
         if function.get("publish") is True and archive.is_file():
-            return base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode()
-    return ""
+            variables = function.get("environment", {}).get("variables", {})
+            return {"code": base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()
+                                             ).decode(),
+                    "shared_settings": str(variables.get(SHARED_SETTINGS_VARIABLE, ""))}
+    return {}
 
 
 def read_phase(directory: Path) -> dict[str, object]:
@@ -242,7 +252,7 @@ def commit_release_phase(config: ProjectConfig, environment: EnvironmentConfig, 
                   "alias, code and alarms")
     checked = gate.check_commit(environment, upstream, kind, variables.canary_weight, live,
                                 skip_gate=skip_gate,
-                                committed_code=committed_code_sha256(directory),
+                                committed_pins=committed_release_pins(directory),
                                 where=f"{committed_root().name}/{environment.name}")
     text = PHASE_TEXT[kind].format(percent=variables.canary_weight * 100,
                                    stable=variables.stable_version or "(none)")

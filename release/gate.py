@@ -245,7 +245,8 @@ def require_credentials(environment: EnvironmentConfig, upstream: EnvironmentCon
 
 def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | None,
                  kind: Phase, weight: float | None, serving: Routing | None, *,
-                 skip_gate: str = "", committed_code: str = "", where: str = "",
+                 skip_gate: str = "", committed_pins: Mapping[str, str] | None = None,
+                 where: str = "",
                  client: Callable[[str, str], Any] = aws.client,
                  now: Callable[[], datetime] | None = None) -> CommitGate:
     """The promotion gate before a phase is committed (--commit): the same evidence and the
@@ -254,9 +255,9 @@ def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | N
     it could not be read); `client(service, region)` makes the AWS clients.
 
     The candidate is the newest version AWS has published: the workspace applied the code.
-    `committed_code` (the CodeSha256 of the function archive committed at `where`, "" when
-    unknown) must be its code; otherwise the workspace would publish other code and give it
-    traffic in the same run, code whose evidence nobody has read."""
+    `committed_pins` (what the stack committed at `where` releases, `release_pins` names; None
+    when unknown) must be its pins; otherwise the workspace would publish other code or shared
+    settings and give them traffic in the same run, a release whose evidence nobody has read."""
     settings = environment.promotion
     if settings is None or upstream is None or not gives_candidate_traffic(kind, weight):
         return CommitGate()
@@ -276,13 +277,15 @@ def check_commit(environment: EnvironmentConfig, upstream: EnvironmentConfig | N
     except aws.AwsError as error:
         raise GateRefused(f"promotion gate: cannot read {environment.name}'s candidate: "
                           f"{error}") from None
-    if committed_code and committed_code != candidate.code_sha256:
-        raise GateRefused(
-            f"promotion gate: {where or environment.name} holds code {_short(committed_code)} "
-            f"that {environment.name} has not published yet (its newest version, "
-            f"v{candidate.version}, is code {_short(candidate.code_sha256)}): let the workspace "
-            f"apply it at weight 0 first (`invoke deploy --env {environment.name} --commit`), "
-            "then commit this phase")
+    published = release_pins(candidate)
+    for pin, value in (committed_pins or {}).items():
+        if value != published.get(pin, ""):
+            raise GateRefused(
+                f"promotion gate: {where or environment.name} holds {pin} {_short(value)} that "
+                f"{environment.name} has not published yet (its newest version, "
+                f"v{candidate.version}, is {pin} {_short(published.get(pin, '')) or '(none)'}): "
+                f"let the workspace apply it at weight 0 first (`invoke deploy --env "
+                f"{environment.name} --commit`), then commit this phase")
     if serving.primary_version == candidate.version:
         return CommitGate()
     moment = (now or wall_clock)()

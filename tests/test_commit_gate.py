@@ -220,13 +220,16 @@ def test_approved_by_with_commit_stays_rejected(world, repo):
                    "apply is the approval: drop --approved-by (docs/terraform-cloud.md)")
 
 
-def commit_function_archive(world, root: Path, code: bytes) -> None:
-    """terraform/dev as a synth with this function archive leaves it, committed."""
+def commit_function_archive(world, root: Path, code: bytes, shared_settings: str = "") -> None:
+    """terraform/dev as a synth with this function archive (and shared settings fingerprint)
+    leaves it, committed."""
     stack_dir = world.outdir / "stacks" / "dev"
     stack = json.loads((stack_dir / "cdk.tf.json").read_text())
     stack["resource"] = {"aws_lambda_function": {"function": {
         "function_name": FUNCTION, "filename": "assets/function_code/demo.zip", "publish": True,
-        "source_code_hash": '${filebase64sha256("assets/function_code/demo.zip")}'}}}
+        "source_code_hash": '${filebase64sha256("assets/function_code/demo.zip")}',
+        **({"environment": {"variables": {"SHARED_SETTINGS_SHA256": shared_settings}}}
+           if shared_settings else {})}}}
     (stack_dir / "cdk.tf.json").write_text(json.dumps(stack, indent=2))
     (stack_dir / "assets" / "function_code").mkdir(parents=True, exist_ok=True)
     (stack_dir / "assets" / "function_code" / "demo.zip").write_bytes(code)
@@ -250,6 +253,20 @@ def test_committed_code_not_yet_published_is_refused(world, repo, monkeypatch):
     assert run.stderr.rstrip().endswith(
         "let the workspace apply it at weight 0 first (`invoke deploy --env dev --commit`), then "
         "commit this phase")
+    assert (phase_file(repo), git_log(repo)) == before
+
+
+def test_committed_shared_settings_not_yet_published_are_refused(world, repo, monkeypatch):
+    """The same code with a [defaults.settings] change the workspace has not applied yet."""
+    commit_function_archive(world, repo, SAME_CODE, shared_settings="9e2a" * 16)
+    at(monkeypatch, staging_published(world) + timedelta(hours=2))
+    before = (phase_file(repo), git_log(repo))
+    run = world.run_task("canary", "--weight=0.1", "--commit")
+    assert run.exit_code != 0 and run.stdout == "" and len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith(
+        "error: promotion gate: terraform/dev holds shared_settings 9e2a9e2a9e2a that dev has not "
+        "published yet (its newest version, v3, is shared_settings (none)): let the workspace "
+        "apply it at weight 0 first")
     assert (phase_file(repo), git_log(repo)) == before
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import PROJECT_ENVIRONMENTS, PROJECT_ROOT
 from release import committed
-from release.config import load_config
+from release.config import load_config, settings_sha256
 
 
 @pytest.mark.parametrize("environment", (*PROJECT_ENVIRONMENTS, "account-eu-west-1"))
@@ -39,9 +39,10 @@ def test_committed_directory_is_self_contained(environment):
 
 
 @pytest.mark.parametrize("environment", PROJECT_ENVIRONMENTS)
-def test_committed_code_is_the_released_function_archive(environment):
+def test_committed_pins_are_the_released_function_archive_and_shared_settings(environment):
     """What the promotion gate with --commit compares with the published candidate: the
-    archive of the function that publishes versions (not the auto-rollback function's)."""
+    archive of the function that publishes versions (not the auto-rollback function's) and the
+    fingerprint of [defaults.settings] it carries."""
     directory = committed.committed_root() / environment
     stack = json.loads((directory / "cdk.tf.json").read_text())
     released = [function for function in stack["resource"]["aws_lambda_function"].values()
@@ -49,8 +50,10 @@ def test_committed_code_is_the_released_function_archive(environment):
     assert len(released) == 1 and released[0]["source_code_hash"] == (
         f'${{filebase64sha256("{released[0]["filename"]}")}}')
     digest = hashlib.sha256((directory / released[0]["filename"]).read_bytes()).digest()
-    assert committed.committed_code_sha256(directory) == base64.b64encode(digest).decode()
-    assert committed.committed_code_sha256(committed.committed_root() / "account-eu-west-1") == ""
+    assert committed.committed_release_pins(directory) == {
+        "code": base64.b64encode(digest).decode(),
+        "shared_settings": settings_sha256(load_config().environment(environment).shared_settings)}
+    assert committed.committed_release_pins(committed.committed_root() / "account-eu-west-1") == {}
 
 
 def provider_free_root(directory: Path, workdir: Path) -> Path:

@@ -185,7 +185,7 @@ def test_commit_takes_skip_gate_and_leaves_the_approval_to_the_workspace():
 
 # ------------------------------------------------------------------ the gate with --commit
 
-CANDIDATE = VersionCode("12", STAGING_CODE, NOW - timedelta(minutes=5))
+CANDIDATE = VersionCode("12", STAGING_CODE, NOW - timedelta(minutes=5), SHARED)
 
 
 @pytest.mark.parametrize("kind, weight, gives", [
