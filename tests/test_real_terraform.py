@@ -357,6 +357,12 @@ class TestConfigReleasedWithItsVersion:
         assert variables["SETTINGS_PARAMETER"] == f"{parameter}:1"
         assert json.loads(variables["SECRETS"]) == {"test-configured/api-key": {
             "arn": created["ARN"], "version_id": created["VersionId"]}}
+        pin = {"settings_version": "1",
+               "secrets": {"test-configured/api-key": created["VersionId"]}}
+        assert world.history.last(self.ENV)["config"] == {"1": pin}
+        status = world.invoke("status", "--env", self.ENV, "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["config"] == {"1": pin}
         # Its key may be used only through Secrets Manager, for this secret (modules/settings.py).
         iam = client("iam", "eu-west-1")
         role = world.lambda_client.get_function(
@@ -383,6 +389,16 @@ class TestConfigReleasedWithItsVersion:
                      candidate="2", stable="1")
         # Each version answered with the settings version it was published with.
         assert result["smoke"]["config_versions_seen"] == {"1": ["1"], "2": ["2"]}
+        secret = json.loads(self.pinned(world, "1")["SECRETS"])["test-configured/api-key"][
+            "version_id"]
+        pins = {"1": {"settings_version": "1", "secrets": {"test-configured/api-key": secret}},
+                "2": {"settings_version": "2", "secrets": {"test-configured/api-key": secret}}}
+        assert world.history.last(self.ENV)["config"] == pins
+        status = world.invoke("status", "--env", self.ENV)
+        assert status.returncode == 0, status.stderr
+        assert (f"  config: v1 settings v1 (secret test-configured/api-key @ {secret}), "
+                f"v2 settings v2 (secret test-configured/api-key @ {secret})"
+                ) in status.stdout.splitlines()
         view = self.config(world)
         assert (view["primary"]["parameter_version"], view["canary"]["parameter_version"]) == (
             "1", "2")
@@ -395,6 +411,15 @@ class TestConfigReleasedWithItsVersion:
         assert_phase(world, self.ENV, result, phase="rollback", routing=Routing("1"),
                      candidate="2", stable="1")
         assert result["smoke"]["config_versions_seen"] == {"1": ["1"]}
+        # The history and status show which settings came back with the old code.
+        record = world.history.last(self.ENV)
+        assert {v: p["settings_version"] for v, p in record["config"].items()} == {
+            "2": "2", "1": "1"}
+        status = json.loads(world.invoke("status", "--env", self.ENV, "--json").stdout)
+        assert {v: p["settings_version"] for v, p in status["config"].items()} == {"1": "1"}
+        last_line = world.invoke("history", "--env", self.ENV).stdout.splitlines()[-1]
+        assert " rollback succeeded by " in last_line
+        assert ", v1 settings v1 (secret test-configured/api-key @ " in last_line
         # v1 still reads parameter version 1, though the parameter's latest value is v2's.
         parameter = world.outputs(self.ENV)["settings_parameter"]
         ssm = client("ssm", "eu-west-1")
