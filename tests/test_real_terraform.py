@@ -23,6 +23,11 @@ from release.synth import FINGERPRINT_FILE, fingerprint
 
 # Minutes of real Terraform runs: `scripts/test -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
+# scripts/test runs the suite on pytest-xdist workers (--dist loadgroup, see pyproject.toml): each
+# group below runs whole, in file order, on one worker, beside the other workers' tests. The
+# classes that share the module's `world` are steps of one history in one moto server (each
+# worker process has its own), so they are one group; TestPromotionGate has a world of its own.
+SHARED_WORLD = pytest.mark.xdist_group("real-terraform-world")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +52,7 @@ def assert_phase(world: RealWorld, env: str, result: dict, *, phase: str, routin
     assert replan.returncode == 0, f"the stack does not converge:\n{replan.stdout}{replan.stderr}"
 
 
+@SHARED_WORLD
 class TestReleaseHistoryInStaging:
     """a fresh account refused -> bootstrap -> deploy -> canary -> promote -> new code -> canary
     -> rollback -> fast rollback -> rollout -> status -> refused canary -> failed apply ->
@@ -263,6 +269,7 @@ def moto_own_routing():
         yield
 
 
+@SHARED_WORLD
 @pytest.mark.usefixtures("moto_own_routing")
 class TestMotoOwnAliasRouting:
     """The core flow again, with moto answering GetAlias its own way (an empty RoutingConfig is
@@ -292,6 +299,7 @@ class TestMotoOwnAliasRouting:
                      candidate="4", stable="2")
 
 
+@SHARED_WORLD
 class TestCdktfDeploy:
     """The cdktf CLI path the README promises, for platform teams: `cdktf deploy <env> --var ...`,
     a first deploy and a canary, with the same routing as the invoke tasks (prod stack)."""
@@ -328,6 +336,7 @@ class TestCdktfDeploy:
         assert world.live("prod") == Routing("1", {"2": 0.1})
 
 
+@SHARED_WORLD
 class TestConfigReleasedWithItsVersion:
     """A config-only change is a release like a code change, in the `configured` stack (a test
     environment with settings and one secret): it publishes a new version pinned to the new
@@ -424,6 +433,7 @@ def prod_plan(world: RealWorld, weight: str, stable: str) -> subprocess.Complete
                                f"canary_weight={weight}", "-var", f"stable_version={stable}")
 
 
+@pytest.mark.xdist_group("real-terraform-gate-world")
 class TestPromotionGate:
     """prod (promotion = {after = "staging", soak_minutes = 30, approval = "required"}) gives new
     code traffic only once staging serves it: refused by invoke (a `refused` history record,
