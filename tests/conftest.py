@@ -111,3 +111,15 @@ def terraform_1_0() -> str:
     binary = shutil.which("terraform", path=str(Path(sys.executable).parent))
     assert binary, "Terraform 1.0.3 is missing from the virtualenv: run scripts/setup"
     return binary
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-Terraform files (marked slow) first, each file's own order kept.
+
+    With pytest-xdist (--dist loadfile --no-loadscope-reorder, see pyproject.toml) the files are
+    handed to the workers in this order: the longest chain, test_real_terraform.py's one release
+    history, starts at once on one worker while the other files run on the other, instead of
+    starting after whatever files come before it alphabetically.
+    """
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("slow") is None)
