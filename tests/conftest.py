@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Fixtures of the stand-ins: fake_aws (moto server), load_rollback (functions/rollback),
@@ -55,9 +56,39 @@ class Synth:
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory) -> Synth:
-    """`python main.py` exactly as users run it, into a temporary output directory (once)."""
-    outdir = tmp_path_factory.mktemp("cdktf.out")
-    config = tmp_path_factory.mktemp("config") / "environments.toml"
+    """`python main.py` exactly as users run it, into a temporary output directory (once per run).
+
+    Under pytest-xdist (scripts/test runs the suite on several workers) each worker is its own
+    session, but the synth (10-25 s and ~650 MB) still runs once: the first worker to need it
+    writes it into the run's shared temporary directory under a file lock, the others wait for
+    it and then read the same output (the pattern pytest-xdist documents for session fixtures).
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _synthesize(tmp_path_factory.mktemp("synth"))
+    root = tmp_path_factory.getbasetemp().parent / "synth"
+    with FileLock(f"{root}.lock"):
+        if (root / SYNTH_DONE).exists():
+            return _synthesized(root)
+        if root.exists():  # a worker that failed half-way: start again
+            shutil.rmtree(root)
+        root.mkdir()
+        return _synthesize(root)
+
+
+# Written last into a shared synth directory: the synth in it is complete (stderr as its text).
+SYNTH_DONE = "synth-stderr.txt"
+
+
+def _synthesized(root: Path) -> Synth:
+    return Synth(outdir=root / "cdktf.out", stderr=(root / SYNTH_DONE).read_text(),
+                 config_path=root / "config" / "environments.toml")
+
+
+def _synthesize(root: Path) -> Synth:
+    outdir = root / "cdktf.out"
+    outdir.mkdir()
+    config = root / "config" / "environments.toml"
+    config.parent.mkdir()
     config.write_text((PROJECT_ROOT / "environments.toml").read_text() + EXTRA_ENVIRONMENTS)
     # The virtualenv's Terraform is 1.0.3, which cdktf rightly refuses for the `cloud` block
     # (it needs >= 1.1): synth with the PATH a user has, without the virtualenv's bin.
@@ -70,7 +101,8 @@ def synth(tmp_path_factory) -> Synth:
         timeout=600,
     )
     assert result.returncode == 0, f"synth failed:\n{result.stderr[-4000:]}"
-    return Synth(outdir=outdir, stderr=result.stderr, config_path=config)
+    (root / SYNTH_DONE).write_text(result.stderr)
+    return _synthesized(root)
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +111,15 @@ def terraform_1_0() -> str:
     binary = shutil.which("terraform", path=str(Path(sys.executable).parent))
     assert binary, "Terraform 1.0.3 is missing from the virtualenv: run scripts/setup"
     return binary
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-Terraform files (marked slow) first, each file's own order kept.
+
+    With pytest-xdist (--dist loadfile --no-loadscope-reorder, see pyproject.toml) the files are
+    handed to the workers in this order: the longest chain, test_real_terraform.py's one release
+    history, starts at once on one worker while the other files run on the other, instead of
+    starting after whatever files come before it alphabetically.
+    """
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("slow") is None)

@@ -29,7 +29,14 @@ import pytest
 from invoke import Collection, Program
 
 from fakes.endpoint import FakeEndpoint
-from fakes.moto_server import REGION, FakeAws, fake_aws_environment, moto_endpoint, reset
+from fakes.moto_server import (
+    LAMBDA_CHANGES,
+    REGION,
+    FakeAws,
+    fake_aws_environment,
+    moto_endpoint,
+    reset,
+)
 from fakes.terraform_double import TerraformDouble, write_stack
 from release.aws import AwsError, Routing, client, read_alias
 from release.config import parse_config, settings_parameter_name
@@ -89,6 +96,12 @@ class AliasFollower(BackgroundLoop):
     `ssm_client`, also the config version each version answers with, read as the demo function
     reads it: GetParameter of the `<name>:<version>` its SETTINGS_PARAMETER pins."""
 
+    # Steps once at the start, then again as soon as a Lambda call may have changed the alias
+    # (LAMBDA_CHANGES: the moto server runs in this process), and in any case every
+    # `idle_interval` s. Not a 10 ms poll: three of those (one per environment of a real-Terraform
+    # world) took half a core from moto and Terraform for the whole run.
+    idle_interval = 1.0
+
     def __init__(self, endpoint: FakeEndpoint, lambda_client,
                  function_name: str = FUNCTION, ssm_client: Any = None) -> None:
         super().__init__()
@@ -97,6 +110,17 @@ class AliasFollower(BackgroundLoop):
         self.ssm_client = ssm_client
         # A version's configuration is immutable: read once.
         self.config_versions: dict[str, str] = {}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            seen = LAMBDA_CHANGES.generation  # before the read: a change during it steps again
+            self.step()
+            LAMBDA_CHANGES.wait(seen, self.idle_interval, self._stop)
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        LAMBDA_CHANGES.wake()
+        self._thread.join()
 
     def step(self) -> None:
         try:
