@@ -9,21 +9,24 @@ world's dev environment is released after `staging` (a moto function serving the
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from fakes.release_world import FUNCTION
+from fakes.release_world import (
+    FUNCTION,
+    UPSTREAM,
+    code_zip,
+    commit_terraform,
+    serve_upstream_code,
+)
 from fakes.terraform_double import write_stack
 from release import committed, gate
 from release.aws import lambda_timestamp
 
-UPSTREAM = "deploy-patterns-demo-staging"
 GATED_DEV = 'promotion = { after = "staging", soak_minutes = 30, approval = "required" }\n'
 STAGING = f"""
 [environments.staging]
@@ -31,13 +34,6 @@ region = "eu-west-1"
 function_name = "{UPSTREAM}"
 """
 REASON = "hotfix INC-42"
-
-
-def code_zip(text: str) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("handler.py", text)
-    return archive.getvalue()
 
 
 SAME_CODE = code_zip("def lambda_handler(event, context):\n    return {'statusCode': 200}\n")
@@ -53,24 +49,9 @@ def repo(world, tmp_path, monkeypatch):
     world.config_path.write_text(head.replace(
         "rollout = ", GATED_DEV + "rollout = ") + STAGING + marker + tail)
     write_stack(world.outdir / "stacks" / "staging")  # as a complete synth leaves it
-    root = tmp_path / "repo" / "terraform"
-    committed.write(world.outdir / "stacks" / "dev", root / "dev")
-    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
-    subprocess.run(["git", "init", "-q", str(root.parent)], check=True)
-    subprocess.run([*git, "add", "."], cwd=root.parent, check=True)
-    subprocess.run([*git, "commit", "-qm", "synth"], cwd=root.parent, check=True)
-    monkeypatch.setenv("SAFE_RELEASE_TERRAFORM_DIR", str(root))
-    for name, value in (("NAME", "Release Bot"), ("EMAIL", "bot@example.com")):
-        monkeypatch.setenv(f"GIT_AUTHOR_{name}", value)
-        monkeypatch.setenv(f"GIT_COMMITTER_{name}", value)
-
-    aws = world.aws
-    aws.create_function(UPSTREAM)
-    aws.lambda_client.update_function_code(FunctionName=UPSTREAM, ZipFile=SAME_CODE)
-    aws.lambda_client.publish_version(FunctionName=UPSTREAM)
-    aws.set_routing(UPSTREAM, "1")
-    aws.lambda_client.update_function_code(FunctionName=FUNCTION, ZipFile=SAME_CODE)
-    assert aws.lambda_client.publish_version(FunctionName=FUNCTION)["Version"] == "3"
+    root = commit_terraform(world.outdir / "stacks" / "dev", tmp_path / "repo" / "terraform",
+                            monkeypatch)
+    assert serve_upstream_code(world.aws, SAME_CODE) == "3"
     return root
 
 

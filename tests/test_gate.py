@@ -4,15 +4,13 @@ history record with nothing applied, one it accepts records what it found and wh
 
 from __future__ import annotations
 
-import io
-import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from fakes.release_world import FUNCTION
+from fakes.release_world import FUNCTION, UPSTREAM, code_zip, serve_upstream_code
 from release.aws import AlarmState, Routing, VersionCode, lambda_timestamp
 from release.config import PromotionSettings, parse_config
 from release.context import ReleaseContext, RunnerOptions
@@ -40,7 +38,6 @@ STAGING_CODE = "c3RhZ2luZy1zZXJ2ZXMtdGhpcy1jb2RlLWhhc2g9PT0="
 OTHER_CODE = "b3RoZXItY29kZS1ub3QteWV0LWluLXN0YWdpbmc9PT0="
 SHARED = "5f0c" * 16  # hex SHA-256 of the shared settings staging's version was published with
 SOAK = PromotionSettings(after="staging", soak_minutes=30)
-UPSTREAM = "deploy-patterns-demo-staging"
 
 
 def evidence(*, routing: Routing | None = None, code: str = STAGING_CODE,
@@ -282,13 +279,6 @@ def test_a_commit_gate_for_an_environment_not_deployed_says_so(fake_aws):
 # ------------------------------------------------------------------ the evidence in AWS
 
 
-def code_zip(text: str) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("handler.py", text)
-    return archive.getvalue()
-
-
 def test_evidence_reads_the_alias_code_metrics_and_alarms(fake_aws):
     fake_aws.deploy(UPSTREAM, versions=2, alarm_names=[f"{UPSTREAM}-error-rate"])
     config = fake_aws.lambda_client.get_function_configuration(FunctionName=UPSTREAM,
@@ -331,14 +321,8 @@ def test_evidence_reads_the_shared_settings_fingerprint_of_the_served_version(fa
 def gated(world):
     """The world's dev function released as `prod` after `staging` (moto), v3 of dev being the
     code staging serves as its v1, published an hour ago by the clock the gate is given."""
-    code = code_zip("def lambda_handler(event, context):\n    return {'statusCode': 200}\n")
-    aws = world.aws
-    aws.create_function(UPSTREAM)
-    aws.lambda_client.update_function_code(FunctionName=UPSTREAM, ZipFile=code)
-    aws.lambda_client.publish_version(FunctionName=UPSTREAM)
-    aws.set_routing(UPSTREAM, "1")
-    aws.lambda_client.update_function_code(FunctionName=FUNCTION, ZipFile=code)
-    version = aws.lambda_client.publish_version(FunctionName=FUNCTION)["Version"]
+    version = serve_upstream_code(world.aws, code_zip(
+        "def lambda_handler(event, context):\n    return {'statusCode': 200}\n"))
     world.double.configure(candidate_version=version)
     config = environments()
     prod = replace(config.environment("prod"), name="dev")  # the world's stack directory

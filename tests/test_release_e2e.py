@@ -7,14 +7,19 @@ import itertools
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fakes.alarm_notifications import RollbackFunction
 from fakes.moto_server import REGION
-from fakes.release_world import ALARMS, FUNCTION, SMOKE_REQUESTS, BackgroundLoop
+from fakes.release_world import (
+    ALARMS,
+    FUNCTION,
+    SMOKE_REQUESTS,
+    BackgroundLoop,
+    commit_terraform,
+)
 from release.aws import AwsError, Routing
 from release.context import AwsClients
 from release.history import PhaseRecord
@@ -399,24 +404,8 @@ def test_cli_failed_canary_exits_non_zero_with_the_reason(world):
 @pytest.fixture
 def committed_repo(world, tmp_path, monkeypatch):
     """A git repository holding terraform/dev as `invoke synth` would have committed it."""
-    from release import committed
-    root = tmp_path / "repo" / "terraform"
-    committed.write(world.outdir / "stacks" / "dev", root / "dev")
-    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
-    subprocess.run(["git", "init", "-q", str(root.parent)], check=True)
-    subprocess.run([*git, "add", "."], cwd=root.parent, check=True)
-    subprocess.run([*git, "commit", "-qm", "synth"], cwd=root.parent, check=True)
-    monkeypatch.setenv("SAFE_RELEASE_TERRAFORM_DIR", str(root))
-    monkeypatch.setenv("GIT_AUTHOR_NAME", "Release Bot")
-    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "bot@example.com")
-    monkeypatch.setenv("GIT_COMMITTER_NAME", "Release Bot")
-    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "bot@example.com")
-    return root
-
-
-def git_log(repo: Path) -> list[str]:
-    return subprocess.run(["git", "log", "--format=%s", "--name-only"], cwd=repo, check=True,
-                          capture_output=True, text=True).stdout.split()
+    return commit_terraform(world.outdir / "stacks" / "dev", tmp_path / "repo" / "terraform",
+                            monkeypatch)
 
 
 def test_cli_canary_commit_writes_and_commits_only_the_phase(world, committed_repo):

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ from release.terraform import Terraform
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 FUNCTION = "deploy-patterns-demo-dev"
+# The promotion gate's `after` environment's function (staging's, in environments.toml).
+UPSTREAM = "deploy-patterns-demo-staging"
 ALARMS = [f"{FUNCTION}-error-rate", f"{FUNCTION}-canary-error-rate"]
 CONFIG = f"""
 [environments.dev]
@@ -149,6 +152,41 @@ class AliasFollower(BackgroundLoop):
                 parameter = self.ssm_client.get_parameter(Name=selector)["Parameter"]
                 self.config_versions[version] = str(parameter["Version"])
         self.endpoint.configure(config_versions=dict(self.config_versions))
+
+
+def code_zip(text: str) -> bytes:
+    """A function archive holding `text` as its handler."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("handler.py", text)
+    return archive.getvalue()
+
+
+def serve_upstream_code(aws: FakeAws, code: bytes) -> str:
+    """The promotion gate's `after` environment (UPSTREAM, created here) serving `code` as its
+    v1, and the world's function publishing the same code; returns that new version."""
+    aws.create_function(UPSTREAM)
+    aws.lambda_client.update_function_code(FunctionName=UPSTREAM, ZipFile=code)
+    aws.lambda_client.publish_version(FunctionName=UPSTREAM)
+    aws.set_routing(UPSTREAM, "1")
+    aws.lambda_client.update_function_code(FunctionName=FUNCTION, ZipFile=code)
+    return str(aws.lambda_client.publish_version(FunctionName=FUNCTION)["Version"])
+
+
+def commit_terraform(stack_dir: Path, root: Path, patch: pytest.MonkeyPatch) -> Path:
+    """A git repository whose terraform/ (`root`) holds the dev stack at `stack_dir` as
+    `invoke synth` commits it, made the tasks' committed tree, with a bot as git author."""
+    from release import committed
+    committed.write(stack_dir, root / "dev")
+    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "init", "-q", str(root.parent)], check=True)
+    subprocess.run([*git, "add", "."], cwd=root.parent, check=True)
+    subprocess.run([*git, "commit", "-qm", "synth"], cwd=root.parent, check=True)
+    patch.setenv("SAFE_RELEASE_TERRAFORM_DIR", str(root))
+    for name, value in (("NAME", "Release Bot"), ("EMAIL", "bot@example.com")):
+        patch.setenv(f"GIT_AUTHOR_{name}", value)
+        patch.setenv(f"GIT_COMMITTER_{name}", value)
+    return root
 
 
 @contextlib.contextmanager
