@@ -102,6 +102,10 @@ CASES = {
         "no release phases of dev in /nonexistent/history.jsonl", "nothing"),
     "report into a folder that cannot be made": (
         ("report", "--out={a_file}/report.html", "--metrics=off"), "cannot write", "nothing"),
+    "history --last=abc": (("history", "--last=abc"), "--last = 'abc': must be a whole number",
+                           "nothing"),
+    "history of an unknown environment": (("history", "--env=qa"), "unknown environment 'qa'",
+                                          "nothing"),
 }
 
 
